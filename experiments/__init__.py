@@ -1,0 +1,1 @@
+"""Hydra applications that train and evaluate TAGI networks and gather their results."""

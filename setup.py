@@ -1,0 +1,28 @@
+"""tagi: Tractable Approximate Gaussian Inference for Bayesian neural networks."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tagi",
+    version="0.1.0",
+    description="TAGI (Goulet, Nguyen & Amiri, JMLR 2021): closed-form Bayesian "
+                "neural network training on NumPy, Numba and CuPy backends",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tagi", "tagi.*", "experiments", "experiments.*",
+                                    "benchmarks", "benchmarks.*"]),
+    package_data={"experiments": ["conf/*.yaml", "conf/*/*.yaml"]},
+    install_requires=[
+        "numpy>=1.24",
+        "numba>=0.59",
+        "scipy>=1.10",
+        "pandas>=2.0",
+        "hydra-core>=1.3",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "pillow>=9.0",
+        "tabulate>=0.9",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2"],
+        "cuda": ["cupy-cuda12x>=13"],
+    },
+)

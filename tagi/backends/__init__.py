@@ -1,0 +1,50 @@
+"""Backends: one module of pure array functions per device, same names and signatures.
+
+A backend module holds the arithmetic of every op (``linear_forward``,
+``conv2d_forward``, ``conv2d_backward``, ``conv2d_param_deltas``,
+``avgpool2d_forward``, ``relu_forward``, ``gaussian_innovations``,
+``capped_update``, ...), the array module it works on (``xp``), and the two
+transfers ``asarray`` (host numpy -> backend array) and ``to_numpy``.
+
+``numpy``  the reference: readable, float64-capable, the oracle of the others.
+``numba``  the CPU fast path (``numba`` package).
+``cupy``   the GPU: raw CUDA kernels from ``kernels/*.cu``.
+``auto``   cupy when a GPU is present, else numba, else numpy.
+"""
+import importlib
+import sys
+
+NAMES = ("numpy", "numba", "cupy")
+
+
+def _gpu_present():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no cupy, no driver, no device: all mean "no GPU"
+        return False
+
+
+def get_backend(name="numpy"):
+    """Return the backend module called ``name`` (one of NAMES or "auto")."""
+    if name == "auto":
+        if _gpu_present():
+            return get_backend("cupy")
+        try:
+            return get_backend("numba")
+        except ImportError:
+            return get_backend("numpy")
+    if name not in NAMES:
+        raise ValueError(f"unknown backend {name!r}: choose one of {NAMES + ('auto',)}")
+    try:
+        return importlib.import_module(f"tagi.backends.{name}_backend")
+    except ImportError as err:
+        raise ImportError(f"backend {name!r} is not available here: {err}") from err
+
+
+def for_array(x):
+    """The backend whose array type ``x`` has: cupy for a cupy array, else numpy."""
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        return get_backend("cupy")
+    return get_backend("numpy")

@@ -1,0 +1,187 @@
+"""NumPy reference backend: the math of tagi-math.md, nearly line for line.
+
+Every other backend is checked against this one. Shapes: images are NCHW
+``(B, C, H, W)``, vectors ``(B, N)``; ``g`` is a ``tagi.geometry.Window2d``.
+A ``var_a`` of ``None`` means an input with zero variance (the network input),
+whose variance product is skipped. Functions return new arrays, except
+``capped_update``, which updates the parameters in place.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.special import ndtr
+
+NAME = "numpy"
+xp = np
+
+
+def asarray(x, dtype=None):
+    """Host array -> backend array (no copy when it already fits)."""
+    return np.asarray(x, dtype=dtype)
+
+
+def to_numpy(x):
+    """Backend array -> host numpy array."""
+    return np.asarray(x)
+
+
+def synchronize():
+    """Wait for queued work (nothing is queued on the CPU)."""
+
+
+# ----------------------------------------------------------------------------- patches
+
+def im2col(x, g):
+    """(B, C, H, W) -> (B, C*K*K, Ho*Wo): the input cells under each window; padding reads 0."""
+    k, pb, pe = g.kernel, g.pad_begin, g.pad_end
+    padded = np.pad(x, ((0, 0), (0, 0), (pb, pe), (pb, pe)))
+    win = sliding_window_view(padded, (k, k), axis=(2, 3))[:, :, ::g.stride, ::g.stride]
+    win = win[:, :, :g.out_height, :g.out_width]            # (B, C, Ho, Wo, K, K)
+    return win.transpose(0, 1, 4, 5, 2, 3).reshape(x.shape[0], g.patch_size, -1)
+
+
+def col2im(cols, g):
+    """(B, C*K*K, Ho*Wo) -> (B, C, H, W): scatter-add each window's cells back; padding is dropped."""
+    k, s, ho, wo = g.kernel, g.stride, g.out_height, g.out_width
+    b = cols.shape[0]
+    cols = cols.reshape(b, g.channels, k, k, ho, wo)
+    out = np.zeros((b, g.channels, g.height + g.pad_begin + g.pad_end,
+                    g.width + g.pad_begin + g.pad_end), dtype=cols.dtype)
+    for ky in range(k):
+        for kx in range(k):
+            out[:, :, ky:ky + s * (ho - 1) + 1:s, kx:kx + s * (wo - 1) + 1:s] += cols[:, :, ky, kx]
+    return out[:, :, g.pad_begin:g.pad_begin + g.height, g.pad_begin:g.pad_begin + g.width]
+
+
+# ----------------------------------------------------------------------------- linear (§3.2, §5.2, §6.1)
+
+def linear_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b):
+    """(B, N_in) inputs, (N_out, N_in) weights, (N_out,) biases -> mu_z, var_z (B, N_out)."""
+    mu_z = mu_a @ mu_w.T + mu_b
+    var_z = (mu_a * mu_a) @ var_w.T + var_b
+    if var_a is not None:
+        var_z += var_a @ (mu_w * mu_w + var_w).T
+    return mu_z, var_z
+
+
+def linear_backward(delta_mu, delta_var, mu_w):
+    """Output innovations (B, N_out) -> input innovations (B, N_in), with the prior mu_w."""
+    return delta_mu @ mu_w, delta_var @ (mu_w * mu_w)
+
+
+def linear_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b):
+    """Parameter deltas summed over the batch: dmu_w, dvar_w (N_out, N_in); dmu_b, dvar_b (N_out,)."""
+    dmu_w = var_w * (delta_mu.T @ mu_a)
+    dvar_w = var_w * var_w * (delta_var.T @ (mu_a * mu_a))
+    return dmu_w, dvar_w, var_b * delta_mu.sum(0), var_b * var_b * delta_var.sum(0)
+
+
+# ----------------------------------------------------------------------------- conv2d (§3.3, §5.3, §6.1)
+
+def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
+    """(B, C, H, W) inputs, (Co, C, K, K) weights, (Co,) biases -> mu_z, var_z (B, Co, Ho, Wo)."""
+    c_out = mu_w.shape[0]
+    w_mu, w_var = mu_w.reshape(c_out, -1), var_w.reshape(c_out, -1)
+    p_mu = im2col(mu_a, g)                                   # (B, C*K*K, L)
+    mu_z = w_mu @ p_mu + mu_b[:, None]
+    var_z = w_var @ (p_mu * p_mu) + var_b[:, None]
+    if var_a is not None:
+        var_z += (w_mu * w_mu + w_var) @ im2col(var_a, g)
+    shape = (mu_a.shape[0], c_out, g.out_height, g.out_width)
+    return mu_z.reshape(shape), var_z.reshape(shape)
+
+
+def conv2d_backward(delta_mu, delta_var, mu_w, g):
+    """Output innovations (B, Co, Ho, Wo) -> input innovations (B, C, H, W): transposed correlation."""
+    b, c_out = delta_mu.shape[:2]
+    w_mu = mu_w.reshape(c_out, -1)
+    d_mu = w_mu.T @ delta_mu.reshape(b, c_out, -1)           # (B, C*K*K, L)
+    d_var = (w_mu * w_mu).T @ delta_var.reshape(b, c_out, -1)
+    return col2im(d_mu, g), col2im(d_var, g)
+
+
+def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
+    """Deltas summed over batch and positions: dmu_w, dvar_w (Co, C, K, K); dmu_b, dvar_b (Co,)."""
+    b, c_out = delta_mu.shape[:2]
+    p_mu = im2col(mu_a, g)                                   # (B, C*K*K, L)
+    d_mu = delta_mu.reshape(b, c_out, -1)                    # (B, Co, L)
+    d_var = delta_var.reshape(b, c_out, -1)
+    dmu_w = np.einsum("bol,bkl->ok", d_mu, p_mu, optimize=True).reshape(var_w.shape)
+    dvar_w = np.einsum("bol,bkl->ok", d_var, p_mu * p_mu, optimize=True).reshape(var_w.shape)
+    return (var_w * dmu_w, var_w * var_w * dvar_w,
+            var_b * d_mu.sum((0, 2)), var_b * var_b * d_var.sum((0, 2)))
+
+
+# ----------------------------------------------------------------------------- average pooling (§3.4, §5.4)
+
+def avgpool2d_forward(mu_a, var_a, g):
+    """(B, C, H, W) -> (B, C, Ho, Wo): window sums over K**2 (mean) and K**4 (variance)."""
+    b, k2 = mu_a.shape[0], g.kernel * g.kernel
+    shape = (b, g.channels, g.out_height, g.out_width)
+    mu = im2col(mu_a, g).reshape(b, g.channels, k2, -1).sum(2) / k2
+    var = im2col(var_a, g).reshape(b, g.channels, k2, -1).sum(2) / (k2 * k2)
+    return mu.reshape(shape), var.reshape(shape)
+
+
+def avgpool2d_backward(delta_mu, delta_var, g):
+    """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W)."""
+    b, k2 = delta_mu.shape[0], g.kernel * g.kernel
+
+    def spread(delta, scale):                                 # every window cell gets delta * scale
+        cols = np.broadcast_to(delta.reshape(b, g.channels, 1, -1) * scale,
+                               (b, g.channels, k2, g.out_height * g.out_width))
+        return col2im(cols.reshape(b, g.patch_size, -1), g)
+
+    return spread(delta_mu, 1.0 / k2), spread(delta_var, 1.0 / (k2 * k2))
+
+
+# ----------------------------------------------------------------------------- activations (§3.5)
+
+def relu_forward(mu_z, var_z):
+    """Linearised ReLU: mu_a, var_a and the Jacobian J (1 where mu_z > 0, else 0), all like mu_z."""
+    jac = (mu_z > 0).astype(mu_z.dtype)
+    return mu_z * jac, var_z * jac, jac
+
+
+def mixture_relu_forward(mu_z, var_z):
+    """Exact moments of max(0, Z), Z ~ N(mu_z, var_z): mu_a, var_a, J = Phi(mu_z / sd_z)."""
+    sd = np.sqrt(var_z)
+    alpha = mu_z / sd
+    cdf = ndtr(alpha).astype(mu_z.dtype)
+    pdf = (np.exp(-0.5 * alpha * alpha) / np.sqrt(2.0 * np.pi)).astype(mu_z.dtype)
+    m = mu_z * cdf + sd * pdf
+    var = -m * m + 2.0 * m * mu_z - mu_z * sd * pdf + (var_z - mu_z * mu_z) * cdf
+    return np.maximum(m, 1e-6), np.maximum(var, 1e-6), cdf
+
+
+def scale_by_jacobian(delta_mu, delta_var, jac):
+    """Innovations of an activation's output -> of its input: J * delta_mu, J**2 * delta_var."""
+    return delta_mu * jac, delta_var * (jac * jac)
+
+
+# ----------------------------------------------------------------------------- output update (§4) and step (§6.2)
+
+def gaussian_innovations(mu, var, y, sigma_v):
+    """Observation y = z + v, v ~ N(0, sigma_v**2), elementwise on (B, N) arrays.
+
+    delta_mu = (y - mu) / S, delta_var = -1 / S with S = var + sigma_v**2; where y is NaN
+    (unobserved) or S is not finite, both deltas are 0.
+    """
+    s = var + sigma_v * sigma_v
+    ok = np.isfinite(s) & ~np.isnan(y)
+    safe_s = np.where(ok, s, 1)
+    delta_mu = np.where(ok, (np.where(ok, y, 0) - mu) / safe_s, 0).astype(mu.dtype)
+    delta_var = np.where(ok, -1 / safe_s, 0).astype(mu.dtype)
+    return delta_mu, delta_var
+
+
+def capped_update(mu, var, delta_mu, delta_var, cap_factor):
+    """In place: add each delta clipped to sqrt(prior var) / cap_factor; floor variances at 1e-5."""
+    bound = np.sqrt(var) / cap_factor
+    mu += np.sign(delta_mu) * np.minimum(np.abs(delta_mu), bound)
+    var += np.sign(delta_var) * np.minimum(np.abs(delta_var), bound)
+    var[var <= 0] = 1e-5
+
+
+def normal_cdf(x):
+    """Standard normal CDF, elementwise."""
+    return ndtr(x).astype(x.dtype, copy=False)

@@ -1,0 +1,145 @@
+"""CIFAR-10 on disk and mini-batches in memory.
+
+``load_cifar10(root)`` reads ``root/cifar-10-batches-py/`` (the python-pickle
+layout) or, failing that, the official ``root/cifar-10-python.tar.gz``
+(md5-checked). Images stay uint8 (N, 3, 32, 32) in memory (150 MB for all
+60,000); ``Batches`` normalises one batch at a time to float32.
+"""
+import hashlib
+import io
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST = "test_batch"
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)   # per channel, of pixels / 255
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+class DataError(ValueError):
+    """A data file is missing, truncated or not what it should be; the message names it."""
+
+
+@dataclass
+class Dataset:
+    """Images uint8 (N, C, H, W) and labels int64 (N,) of a train and a test split."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def _read_batch(raw, name):
+    """One pickled CIFAR-10 batch (bytes) -> images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+    try:
+        record = pickle.loads(raw, encoding="bytes")
+    except Exception as err:
+        raise DataError(f"{name}: not a readable CIFAR-10 pickle ({type(err).__name__}: {err})") from err
+    if not isinstance(record, dict) or b"data" not in record or b"labels" not in record:
+        raise DataError(f"{name}: a CIFAR-10 batch needs the keys b'data' and b'labels'")
+    data = np.asarray(record[b"data"])
+    labels = np.asarray(record[b"labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{name}: b'data' must be uint8 rows of 3072 pixels, got {data.dtype} {data.shape}")
+    if labels.shape != (len(data),) or (len(labels) and (labels.min() < 0 or labels.max() > 9)):
+        raise DataError(f"{name}: b'labels' must hold {len(data)} classes in 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _members_from_folder(folder):
+    def read(name):
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{path}: missing (expected the CIFAR-10 python layout in {folder})")
+        return path.read_bytes()
+    return read
+
+
+def _members_from_archive(path, verify_md5):
+    if verify_md5:
+        digest = _md5(path)
+        if digest != CIFAR10_MD5:
+            raise DataError(f"{path}: md5 {digest} does not match the official {CIFAR10_MD5} "
+                            "(truncated or corrupt download?)")
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            files = {Path(m.name).name: tar.extractfile(m).read()
+                     for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable tar.gz archive ({err})") from err
+
+    def read(name):
+        if name not in files:
+            raise DataError(f"{path}: the archive holds no {name}")
+        return files[name]
+    return read
+
+
+def load_cifar10(root, verify_md5=True):
+    """Read CIFAR-10 from ``root``: the extracted folder if present, else the official archive."""
+    root = Path(root).expanduser()
+    folder, archive = root / CIFAR10_FOLDER, root / CIFAR10_ARCHIVE
+    if folder.is_dir():
+        read, where = _members_from_folder(folder), folder
+    elif archive.is_file():
+        read, where = _members_from_archive(archive, verify_md5), archive
+    else:
+        raise DataError(f"no CIFAR-10 in {root}: expected {folder}/ or {archive} "
+                        "(build the folder with: python ../shared/data/make_cifar10.py DIR)")
+    train = [_read_batch(read(name), where / name) for name in CIFAR10_TRAIN]
+    x_test, y_test = _read_batch(read(CIFAR10_TEST), where / CIFAR10_TEST)
+    return Dataset(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
+                   x_test, y_test)
+
+
+class Batches:
+    """Mini-batches of normalised float images (B, C, H, W) and labels (B,).
+
+    Args:
+        images: uint8 (N, C, H, W); labels: (N,) integers.
+        batch_size: B; the last incomplete batch is kept unless ``drop_last``.
+        rng: a numpy Generator to shuffle with each time the batches are iterated;
+            None keeps the stored order.
+        mean, std: per-channel statistics of pixels / 255.
+    """
+
+    def __init__(self, images, labels, batch_size, rng=None, drop_last=False,
+                 mean=CIFAR10_MEAN, std=CIFAR10_STD, dtype=np.float32):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
+        self.batch_size, self.rng, self.drop_last = int(batch_size), rng, drop_last
+        shape = (1, len(mean)) + (1,) * (images.ndim - 2)
+        self.scale = (1.0 / (255.0 * np.asarray(std, dtype=dtype))).reshape(shape)
+        self.shift = (np.asarray(mean, dtype=dtype) / np.asarray(std, dtype=dtype)).reshape(shape)
+        self.dtype = dtype
+
+    def __len__(self):
+        full, rest = divmod(len(self.labels), self.batch_size)
+        return full + (rest > 0 and not self.drop_last)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = self.rng.permutation(n) if self.rng is not None else np.arange(n)
+        for i in range(len(self)):
+            take = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self.images[take].astype(self.dtype) * self.scale - self.shift
+            yield x, self.labels[take]

@@ -1,0 +1,122 @@
+"""A TAGI network: a chain of layers with one forward, one backward and one step per batch."""
+import numpy as np
+
+from ..backends import get_backend
+from .layer import PARAM_NAMES
+
+DTYPES = ("float32", "float64")
+
+
+def default_cap_factor(batch_size):
+    """cuTAGI's current cap rule (math doc §6.2, last row): 0.1 for B = 1, 2 below 256, 3 above."""
+    if batch_size == 1:
+        return 0.1
+    return 2.0 if batch_size < 256 else 3.0
+
+
+class Sequential:
+    """Layers applied in order; every layer's input shape is inferred from ``input_shape``.
+
+    Args:
+        *layers: ``tagi.nn`` layers.
+        input_shape: one sample's shape, e.g. (3, 32, 32) or (784,).
+        backend: "numpy", "numba", "cupy" or "auto".
+        dtype: "float32" (default) or "float64".
+        seed: seeds the parameter initialisation (same values on every backend).
+        cap_factor: bound of the capped update; None picks ``default_cap_factor(B)``.
+
+    ``forward(x)`` takes (B, *input_shape) and returns the output moments
+    ``(mu, var)``, each (B, *output_shape); ``backward(delta_mu, delta_var)`` takes
+    the output innovations of that batch; ``step()`` updates every parameter.
+    """
+
+    def __init__(self, *layers, input_shape, backend="numpy", dtype="float32", seed=None,
+                 cap_factor=None):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        self.layers = list(layers)
+        self.backend = get_backend(backend) if isinstance(backend, str) else backend
+        self.dtype = np.dtype(dtype)
+        self.cap_factor = cap_factor
+        self.input_shape = tuple(int(n) for n in input_shape)
+        rng = np.random.default_rng(seed)
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.build(shape, self.backend, self.dtype, rng)
+        self.output_shape = tuple(shape)
+        self.batch_size = None
+        first = next((i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
+        self._first_parametric = first
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return (f"Sequential(\n  {inner},\n  input_shape={self.input_shape}, "
+                f"backend={self.backend.NAME!r}, dtype={self.dtype.name!r})")
+
+    @property
+    def num_parameters(self):
+        """Number of Gaussian parameters (each a mean and a variance)."""
+        return sum(int(layer.mu_w.size + layer.mu_b.size) for layer in self.layers if layer.has_params)
+
+    def _check_input(self, x):
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"input batch has shape {tuple(x.shape)}, expected "
+                             f"(batch, {', '.join(map(str, self.input_shape))})")
+        if isinstance(x, np.ndarray) and not np.isfinite(x).all():
+            bad = np.unique(np.nonzero(~np.isfinite(x).reshape(len(x), -1))[0])
+            raise ValueError(f"input batch holds NaN or infinite values in samples {bad[:10].tolist()}")
+
+    def forward(self, x, var_x=None):
+        """x, var_x: (B, *input_shape), var_x None for an exact input -> output (mu, var)."""
+        self._check_input(x)
+        self.batch_size = x.shape[0]
+        mu = self.backend.asarray(x, dtype=self.dtype)
+        var = None if var_x is None else self.backend.asarray(var_x, dtype=self.dtype)
+        if var is None and self._first_parametric != 0:
+            var = self.backend.xp.zeros_like(mu)
+        for layer in self.layers:
+            mu, var = layer.forward(mu, var)
+        return mu, var
+
+    def backward(self, delta_mu, delta_var):
+        """Push the output innovations (B, *output_shape) back; parameter deltas use prior parameters."""
+        if self.batch_size is None:
+            raise RuntimeError("backward() called before forward()")
+        expected = (self.batch_size,) + self.output_shape
+        if tuple(delta_mu.shape) != expected or tuple(delta_var.shape) != expected:
+            raise ValueError(f"innovations have shapes {tuple(delta_mu.shape)} and "
+                             f"{tuple(delta_var.shape)}, expected {expected}")
+        for index in range(len(self.layers) - 1, self._first_parametric - 1, -1):
+            delta_mu, delta_var = self.layers[index].backward(
+                delta_mu, delta_var, input_delta=index > self._first_parametric)
+
+    def step(self):
+        """Apply every layer's capped update, after the whole backward pass."""
+        cap = self.cap_factor if self.cap_factor is not None else default_cap_factor(self.batch_size)
+        for layer in self.layers:
+            layer.step(cap)
+
+    def state_dict(self):
+        """{"{index}.mu_w": array, ...} as host numpy arrays; weights shaped like PyTorch's."""
+        return {f"{i}.{name}": self.backend.to_numpy(value).copy()
+                for i, layer in enumerate(self.layers) if layer.has_params
+                for name, value in layer.params().items()}
+
+    def load_state_dict(self, state):
+        """Set every parameter from ``state``; keys and shapes must match ``state_dict()`` exactly."""
+        own = self.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"state_dict does not fit this network: missing keys {missing}, "
+                           f"unexpected keys {unexpected}")
+        for key, value in own.items():
+            if tuple(np.shape(state[key])) != value.shape:
+                raise ValueError(f"state_dict[{key!r}] has shape {tuple(np.shape(state[key]))}, "
+                                 f"this network expects {value.shape}")
+        for i, layer in enumerate(self.layers):
+            if layer.has_params:
+                for name in PARAM_NAMES:
+                    setattr(layer, name, self.backend.asarray(np.array(state[f"{i}.{name}"]),
+                                                              dtype=self.dtype))
