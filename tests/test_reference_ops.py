@@ -145,3 +145,24 @@ def test_gaussian_innovations_guards():
     d_mu, d_var = ref.gaussian_innovations(mu, var, y, sigma_v=1.0)
     np.testing.assert_allclose(d_mu, [[0.25, 0.0, 0.0]])
     np.testing.assert_allclose(d_var, [[-0.5, 0.0, 0.0]])
+
+
+def test_missing_variance_parts_give_the_mean_pass(rng):
+    """None for var_w / delta_var: the same means, no variances (the backprop passes)."""
+    g, mu_a, var_a, mu_w, var_w, mu_b, var_b = conv_inputs(rng, CONV_CASES[1])
+    full = ref.conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g)
+    mean = ref.conv2d_forward(mu_a, None, mu_w, None, mu_b, None, g)
+    np.testing.assert_array_equal(mean[0], full[0])
+    assert mean[1] is None
+    shape = full[0].shape
+    d_mu, d_var = rng.standard_normal(shape), -rng.random(shape)
+    back = ref.conv2d_backward(d_mu, None, mu_w, g)
+    np.testing.assert_array_equal(back[0], ref.conv2d_backward(d_mu, d_var, mu_w, g)[0])
+    assert back[1] is None
+    grads = ref.conv2d_param_deltas(mu_a, d_mu, None, None, None, g)
+    scaled = ref.conv2d_param_deltas(mu_a, d_mu, d_var, var_w, var_b, g)
+    np.testing.assert_allclose(grads[0] * var_w, scaled[0])
+    np.testing.assert_allclose(grads[2] * var_b, scaled[2])
+    assert grads[1] is None and grads[3] is None
+    pooled = ref.avgpool2d_forward(mu_a, None, window2d(mu_a.shape[1:], 3, 2, 1, "symmetric"))
+    assert pooled[1] is None

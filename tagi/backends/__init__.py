@@ -16,6 +16,15 @@ import sys
 
 NAMES = ("numpy", "numba", "cupy")
 
+# The contract: every backend module defines these, with the reference's signatures
+# (tagi/backends/numpy_backend.py documents each op and the None conventions).
+OPS = ("asarray", "to_numpy", "synchronize",
+       "linear_forward", "linear_backward", "linear_param_deltas",
+       "conv2d_forward", "conv2d_backward", "conv2d_param_deltas",
+       "avgpool2d_forward", "avgpool2d_backward",
+       "relu_forward", "mixture_relu_forward", "scale_by_jacobian",
+       "gaussian_innovations", "capped_update", "normal_cdf")
+
 
 def _gpu_present():
     try:

@@ -2,9 +2,15 @@
 
 Every other backend is checked against this one. Shapes: images are NCHW
 ``(B, C, H, W)``, vectors ``(B, N)``; ``g`` is a ``tagi.geometry.Window2d``.
-A ``var_a`` of ``None`` means an input with zero variance (the network input),
-whose variance product is skipped. Functions return new arrays, except
-``capped_update``, which updates the parameters in place.
+Functions return new arrays, except ``capped_update``, which updates the
+parameters in place.
+
+``None`` marks a missing variance part, and the op skips its arithmetic:
+``var_a=None`` an exact input (zero variance, the network input);
+``var_w=None`` point weights: a plain mean pass, ``var_z`` comes back ``None``
+(the backprop forward); ``delta_var=None`` in a backward op or a parameter-delta
+op: only the mean part is computed (the backprop backward). A parameter-delta
+op with ``var_w=None`` returns the unscaled sums (the backprop gradients).
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -57,6 +63,8 @@ def col2im(cols, g):
 def linear_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b):
     """(B, N_in) inputs, (N_out, N_in) weights, (N_out,) biases -> mu_z, var_z (B, N_out)."""
     mu_z = mu_a @ mu_w.T + mu_b
+    if var_w is None:
+        return mu_z, None
     var_z = (mu_a * mu_a) @ var_w.T + var_b
     if var_a is not None:
         var_z += var_a @ (mu_w * mu_w + var_w).T
@@ -65,14 +73,17 @@ def linear_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b):
 
 def linear_backward(delta_mu, delta_var, mu_w):
     """Output innovations (B, N_out) -> input innovations (B, N_in), with the prior mu_w."""
+    if delta_var is None:
+        return delta_mu @ mu_w, None
     return delta_mu @ mu_w, delta_var @ (mu_w * mu_w)
 
 
 def linear_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b):
     """Parameter deltas summed over the batch: dmu_w, dvar_w (N_out, N_in); dmu_b, dvar_b (N_out,)."""
-    dmu_w = var_w * (delta_mu.T @ mu_a)
-    dvar_w = var_w * var_w * (delta_var.T @ (mu_a * mu_a))
-    return dmu_w, dvar_w, var_b * delta_mu.sum(0), var_b * var_b * delta_var.sum(0)
+    sums = [delta_mu.T @ mu_a, None, delta_mu.sum(0), None]
+    if delta_var is not None:
+        sums[1], sums[3] = delta_var.T @ (mu_a * mu_a), delta_var.sum(0)
+    return _scale_sums(sums, var_w, var_b)
 
 
 # ----------------------------------------------------------------------------- conv2d (§3.3, §5.3, §6.1)
@@ -80,35 +91,51 @@ def linear_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b):
 def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
     """(B, C, H, W) inputs, (Co, C, K, K) weights, (Co,) biases -> mu_z, var_z (B, Co, Ho, Wo)."""
     c_out = mu_w.shape[0]
-    w_mu, w_var = mu_w.reshape(c_out, -1), var_w.reshape(c_out, -1)
+    w_mu = mu_w.reshape(c_out, -1)
+    shape = (mu_a.shape[0], c_out, g.out_height, g.out_width)
     p_mu = im2col(mu_a, g)                                   # (B, C*K*K, L)
-    mu_z = w_mu @ p_mu + mu_b[:, None]
+    mu_z = (w_mu @ p_mu + mu_b[:, None]).reshape(shape)
+    if var_w is None:
+        return mu_z, None
+    w_var = var_w.reshape(c_out, -1)
     var_z = w_var @ (p_mu * p_mu) + var_b[:, None]
     if var_a is not None:
         var_z += (w_mu * w_mu + w_var) @ im2col(var_a, g)
-    shape = (mu_a.shape[0], c_out, g.out_height, g.out_width)
-    return mu_z.reshape(shape), var_z.reshape(shape)
+    return mu_z, var_z.reshape(shape)
 
 
 def conv2d_backward(delta_mu, delta_var, mu_w, g):
     """Output innovations (B, Co, Ho, Wo) -> input innovations (B, C, H, W): transposed correlation."""
     b, c_out = delta_mu.shape[:2]
     w_mu = mu_w.reshape(c_out, -1)
-    d_mu = w_mu.T @ delta_mu.reshape(b, c_out, -1)           # (B, C*K*K, L)
-    d_var = (w_mu * w_mu).T @ delta_var.reshape(b, c_out, -1)
-    return col2im(d_mu, g), col2im(d_var, g)
+    d_mu = col2im(w_mu.T @ delta_mu.reshape(b, c_out, -1), g)        # from (B, C*K*K, L)
+    if delta_var is None:
+        return d_mu, None
+    return d_mu, col2im((w_mu * w_mu).T @ delta_var.reshape(b, c_out, -1), g)
 
 
 def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
     """Deltas summed over batch and positions: dmu_w, dvar_w (Co, C, K, K); dmu_b, dvar_b (Co,)."""
     b, c_out = delta_mu.shape[:2]
     p_mu = im2col(mu_a, g)                                   # (B, C*K*K, L)
+    w_shape = (c_out, g.channels, g.kernel, g.kernel)
     d_mu = delta_mu.reshape(b, c_out, -1)                    # (B, Co, L)
-    d_var = delta_var.reshape(b, c_out, -1)
-    dmu_w = np.einsum("bol,bkl->ok", d_mu, p_mu, optimize=True).reshape(var_w.shape)
-    dvar_w = np.einsum("bol,bkl->ok", d_var, p_mu * p_mu, optimize=True).reshape(var_w.shape)
-    return (var_w * dmu_w, var_w * var_w * dvar_w,
-            var_b * d_mu.sum((0, 2)), var_b * var_b * d_var.sum((0, 2)))
+    sums = [np.einsum("bol,bkl->ok", d_mu, p_mu, optimize=True).reshape(w_shape), None,
+            d_mu.sum((0, 2)), None]
+    if delta_var is not None:
+        d_var = delta_var.reshape(b, c_out, -1)
+        sums[1] = np.einsum("bol,bkl->ok", d_var, p_mu * p_mu, optimize=True).reshape(w_shape)
+        sums[3] = d_var.sum((0, 2))
+    return _scale_sums(sums, var_w, var_b)
+
+
+def _scale_sums(sums, var_w, var_b):
+    """[sum a*dmu, sum a^2*dvar, sum dmu, sum dvar] -> deltas (x var, var^2); var_w None: unscaled."""
+    if var_w is None:
+        return tuple(sums)
+    dmu_w, dvar_w, dmu_b, dvar_b = sums
+    return (var_w * dmu_w, None if dvar_w is None else var_w * var_w * dvar_w,
+            var_b * dmu_b, None if dvar_b is None else var_b * var_b * dvar_b)
 
 
 # ----------------------------------------------------------------------------- average pooling (§3.4, §5.4)
@@ -118,6 +145,8 @@ def avgpool2d_forward(mu_a, var_a, g):
     b, k2 = mu_a.shape[0], g.kernel * g.kernel
     shape = (b, g.channels, g.out_height, g.out_width)
     mu = im2col(mu_a, g).reshape(b, g.channels, k2, -1).sum(2) / k2
+    if var_a is None:
+        return mu.reshape(shape), None
     var = im2col(var_a, g).reshape(b, g.channels, k2, -1).sum(2) / (k2 * k2)
     return mu.reshape(shape), var.reshape(shape)
 
@@ -131,6 +160,8 @@ def avgpool2d_backward(delta_mu, delta_var, g):
                                (b, g.channels, k2, g.out_height * g.out_width))
         return col2im(cols.reshape(b, g.patch_size, -1), g)
 
+    if delta_var is None:
+        return spread(delta_mu, 1.0 / k2), None
     return spread(delta_mu, 1.0 / k2), spread(delta_var, 1.0 / (k2 * k2))
 
 
@@ -139,7 +170,7 @@ def avgpool2d_backward(delta_mu, delta_var, g):
 def relu_forward(mu_z, var_z):
     """Linearised ReLU: mu_a, var_a and the Jacobian J (1 where mu_z > 0, else 0), all like mu_z."""
     jac = (mu_z > 0).astype(mu_z.dtype)
-    return mu_z * jac, var_z * jac, jac
+    return mu_z * jac, None if var_z is None else var_z * jac, jac
 
 
 def mixture_relu_forward(mu_z, var_z):
@@ -155,7 +186,7 @@ def mixture_relu_forward(mu_z, var_z):
 
 def scale_by_jacobian(delta_mu, delta_var, jac):
     """Innovations of an activation's output -> of its input: J * delta_mu, J**2 * delta_var."""
-    return delta_mu * jac, delta_var * (jac * jac)
+    return delta_mu * jac, None if delta_var is None else delta_var * (jac * jac)
 
 
 # ----------------------------------------------------------------------------- output update (§4) and step (§6.2)
