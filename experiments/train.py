@@ -1,13 +1,19 @@
 """Main job: train and evaluate a network on CIFAR-10, one metrics.csv row per epoch.
 
-    python -m experiments.train                                   # the config's defaults
-    python -m experiments.train train.epochs=1 data.train_limit=5000 backend=numba
+    python -m experiments.train                                   # one TAGI epoch, the defaults
+    python -m experiments.train train.epochs=3 data.train_limit=5000 backend=numba
     python -m experiments.train hydra.run.dir=runs/a              # choose the run folder
+    python -m experiments.train experiment=cifar10_3conv          # the published table, both methods
 
-Writes ``metrics.csv`` in the Hydra run folder with the columns epoch, test_error,
-test_nll, train_error, sigma_v, seconds (error rates as fractions; seconds of
-training, evaluation excluded), rewritten atomically after every epoch.
+The run folder gets, rewritten atomically after every epoch:
+``metrics.csv`` (epoch, test_error, test_nll, train_error, sigma_v, seconds: error
+rates as fractions, seconds of training without evaluation), ``summary.json``
+(the latest scores, ECE included, and the settings), ``test_probs.npz`` (the
+latest test-set class probabilities and labels) and ``checkpoint.npz``.
+Rerunning the same command resumes from the checkpoint and ends with the same
+metrics as an uninterrupted run.
 """
+import json
 import logging
 import time
 from pathlib import Path
@@ -19,15 +25,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
-from tagi import nn
 from tagi.data import Batches, load_cifar10
-from tagi.loop import evaluate, train_epoch
-from tagi.models import architecture, tagi_network
+from tagi.metrics import error_rate, expected_calibration_error, nll
+from tagi.models import architecture
 
-from .io import write_csv
+from . import checkpoint
+from .io import atomic_write, write_csv
+from .methods import make_method, method_settings
 
 log = logging.getLogger(__name__)
 COLUMNS = ["epoch", "test_error", "test_nll", "train_error", "sigma_v", "seconds"]
+# Hydra names a run folder after its overrides; "defaults" when there are none
+OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "defaults", replace=True)
 
 
 def model_spec(model_cfg):
@@ -51,44 +60,81 @@ def load_data(data_cfg):
     return data
 
 
-def sigma_v_at(method_cfg, epoch):
-    """Observation noise of a 1-based epoch: decayed once per epoch after the first, floored."""
-    return max(method_cfg.sigma_v_min, method_cfg.sigma_v * method_cfg.sigma_v_decay ** (epoch - 1))
+def run_identity(cfg, spec):
+    """The settings a checkpoint must share with this run to be resumed (JSON-normalised)."""
+    identity = {"model_name": cfg.model.name, "model": spec, "method": method_settings(cfg),
+                "data": {key: cfg.data[key] for key in ("name", "num_classes", "train_limit", "test_limit")},
+                "seed": cfg.seed, "dtype": cfg.dtype, "batch_size": cfg.train.batch_size}
+    return json.loads(json.dumps(identity))
+
+
+def check_train_cfg(cfg):
+    for key in ("epochs", "batch_size"):
+        value = cfg.train[key]
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"train.{key} must be an integer >= 1, got {value!r}")
 
 
 def run(cfg, out_dir):
-    """Train cfg.train.epochs epochs; return the metrics as a DataFrame (also in out_dir/metrics.csv)."""
-    if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
-        raise ValueError(f"train.epochs and train.batch_size must be >= 1, got "
-                         f"{cfg.train.epochs} and {cfg.train.batch_size}")
+    """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame."""
+    check_train_cfg(cfg)
+    out_dir = Path(out_dir)
+    spec = model_spec(cfg.model)
+    identity = run_identity(cfg, spec)
     data = load_data(cfg.data)
-    head = nn.HierarchicalSoftmax(cfg.data.num_classes)
-    net = tagi_network(model_spec(cfg.model), head.num_outputs, backend=cfg.backend,
-                       dtype=cfg.dtype, seed=cfg.seed, cap_factor=cfg.method.cap_factor)
-    log.info("%s\n%d Gaussian parameters; %d train / %d test images", net, net.num_parameters,
-             len(data.y_train), len(data.y_test))
+    method = make_method(cfg, spec, cfg.data.num_classes)
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.dtype)
     train = Batches(data.x_train, data.y_train, cfg.train.batch_size, rng=rng, dtype=dtype)
     test = Batches(data.x_test, data.y_test, max(cfg.train.batch_size, 256), dtype=dtype)
-    rows = []
-    for epoch in range(1, cfg.train.epochs + 1):
-        sigma_v = sigma_v_at(cfg.method, epoch)
-        start = time.perf_counter()
-        fit = train_epoch(net, head, train, sigma_v, progress=cfg.progress,
-                          desc=f"epoch {epoch}/{cfg.train.epochs}")
-        net.backend.synchronize()
-        seconds = time.perf_counter() - start
-        scores = evaluate(net, head, test, progress=cfg.progress)
-        rows.append({"epoch": epoch, "test_error": scores["error"], "test_nll": scores["nll"],
-                     "train_error": fit["train_error"], "sigma_v": sigma_v, "seconds": seconds})
+    log.info("%r\n%d train / %d test images, run folder %s", method, len(data.y_train),
+             len(data.y_test), out_dir)
+
+    rows, ckpt = [], out_dir / "checkpoint.npz"
+    if cfg.resume and ckpt.exists():
+        arrays, meta = checkpoint.load(ckpt)
+        checkpoint.check_identity(ckpt, meta["identity"], identity)
+        method.load_state(arrays, meta["method"])
+        rng.bit_generator.state = meta["rng"]
+        rows = meta["rows"]
         write_csv(pd.DataFrame(rows, columns=COLUMNS), out_dir / "metrics.csv")
-        log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, sigma_v %.4f, "
-                 "%.1f s (%.0f images/s)", epoch, scores["error"], scores["nll"],
-                 fit["train_error"], sigma_v, seconds, fit["images"] / seconds)
+        log.info("resumed from %s after epoch %d", ckpt, len(rows))
+
+    for epoch in range(len(rows) + 1, cfg.train.epochs + 1):
+        start = time.perf_counter()
+        fit = method.train_epoch(train, epoch, cfg.progress)
+        method.backend.synchronize()
+        seconds = time.perf_counter() - start
+        probs, labels = method.predict(test, cfg.progress)
+        rows.append({"epoch": epoch, "test_error": error_rate(probs, labels),
+                     "test_nll": nll(probs, labels), "train_error": fit["train_error"],
+                     "sigma_v": fit.get("sigma_v", float("nan")), "seconds": seconds})
+        write_csv(pd.DataFrame(rows, columns=COLUMNS), out_dir / "metrics.csv")
+        atomic_write(out_dir / "test_probs.npz",
+                     lambda f: np.savez_compressed(f, probs=probs.astype(np.float32), labels=labels))
+        write_summary(out_dir, cfg, rows, expected_calibration_error(probs, labels))
+        arrays, method_meta = method.state()            # last: the checkpoint marks the epoch done
+        checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,
+                                       "rng": rng.bit_generator.state, "rows": rows})
+        log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, %.1f s (%.0f images/s)",
+                 epoch, rows[-1]["test_error"], rows[-1]["test_nll"], fit["train_error"], seconds,
+                 fit["images"] / seconds)
     metrics = pd.DataFrame(rows, columns=COLUMNS)
     log.info("results in %s\n%s", out_dir / "metrics.csv", metrics.to_markdown(index=False))
     return metrics
+
+
+def write_summary(out_dir, cfg, rows, ece):
+    """summary.json: the latest epoch's scores, the first epoch's error, time, and the settings."""
+    last = rows[-1]
+    summary = {"method": cfg.method.name, "model": cfg.model.name, "seed": cfg.seed,
+               "epochs": last["epoch"], "planned_epochs": cfg.train.epochs,
+               "batch_size": cfg.train.batch_size, "backend": cfg.backend, "dtype": cfg.dtype,
+               "train_limit": cfg.data.train_limit, "test_error": last["test_error"],
+               "test_nll": last["test_nll"], "test_ece": ece, "error_e1": rows[0]["test_error"],
+               "train_seconds": sum(row["seconds"] for row in rows),
+               "config": OmegaConf.to_container(cfg, resolve=True)}
+    atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -1,14 +1,12 @@
-"""One TAGI training epoch and one evaluation pass, with progress bars.
+"""One TAGI training epoch and one prediction pass over a dataset, with progress bars.
 
-Error counts stay on the backend's device until the end of the pass, so a GPU
-step never waits for the host.
+Error counts stay on the backend's device until the end of the epoch, so a GPU
+training step never waits for the host.
 """
-import logging
-
 import numpy as np
 from tqdm.auto import tqdm
 
-log = logging.getLogger(__name__)
+from .metrics import error_rate, nll
 
 
 def train_step(net, head, x, labels, sigma_v):
@@ -31,15 +29,16 @@ def train_epoch(net, head, batches, sigma_v, progress=True, desc="train"):
     return {"train_error": int(wrong) / max(seen, 1), "images": seen}
 
 
+def predict(net, head, batches, progress=True, desc="test"):
+    """Class probabilities and labels of every sample, in batch order: host arrays (N, K), (N,)."""
+    probs, labels = [], []
+    for x, y in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        probs.append(net.backend.to_numpy(head.probabilities(*net.forward(x))))
+        labels.append(y)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
 def evaluate(net, head, batches, progress=True, desc="test"):
-    """Predict every batch -> {"error": error rate, "nll": mean negative log-likelihood, "images": N}."""
-    backend = net.backend
-    wrong, nll_sum, seen = backend.xp.zeros((), dtype=np.int64), 0.0, 0
-    for x, labels in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        mu, var = net.forward(x)
-        probs = head.probabilities(mu, var)
-        wrong += (probs.argmax(axis=1) != backend.asarray(labels)).sum()
-        p_true = backend.to_numpy(probs[np.arange(len(labels)), backend.asarray(labels)])
-        nll_sum += float(-np.log(np.maximum(p_true.astype(np.float64), 1e-30)).sum())
-        seen += len(labels)
-    return {"error": int(wrong) / max(seen, 1), "nll": nll_sum / max(seen, 1), "images": seen}
+    """Score every batch -> {"error": error rate, "nll": mean negative log-likelihood, "images": N}."""
+    probs, labels = predict(net, head, batches, progress, desc)
+    return {"error": error_rate(probs, labels), "nll": nll(probs, labels), "images": len(labels)}

@@ -1,0 +1,39 @@
+"""Scores of predicted class probabilities: error rate, NLL, calibration (ECE, reliability bins).
+
+``probs`` is (N, K) with rows summing to 1, ``labels`` (N,) integers in [0, K).
+"""
+import numpy as np
+import pandas as pd
+
+
+def error_rate(probs, labels):
+    """Fraction of samples whose most probable class is not the label."""
+    return float(np.mean(np.argmax(probs, axis=1) != labels))
+
+
+def nll(probs, labels, floor=1e-30):
+    """Mean negative log probability of the labels (natural log); probabilities floored at ``floor``."""
+    p_true = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    return float(-np.log(np.maximum(p_true, floor)).mean())
+
+
+def reliability_bins(probs, labels, bins=15):
+    """Confidence (max probability) in ``bins`` equal-width bins: a DataFrame with one row per bin,
+    columns lower, upper, count, confidence (mean in the bin), accuracy (fraction correct)."""
+    confidence = np.max(probs, axis=1)
+    correct = np.argmax(probs, axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, weights=confidence, minlength=bins) / count
+        accuracy = np.bincount(which, weights=correct, minlength=bins) / count
+    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "count": count,
+                         "confidence": mean_conf, "accuracy": accuracy})
+
+
+def expected_calibration_error(probs, labels, bins=15):
+    """ECE: sum over confidence bins of (share of samples) * |accuracy - mean confidence|."""
+    table = reliability_bins(probs, labels, bins)
+    used = table[table["count"] > 0]
+    return float((used["count"] * (used["accuracy"] - used["confidence"]).abs()).sum() / len(labels))

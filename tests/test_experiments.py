@@ -1,0 +1,120 @@
+"""Experiments: kill and resume, checkpoint refusals, sweeps and launchers, the results table."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from experiments import checkpoint
+from experiments.table import report, results_table, gather
+from experiments.train import run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "experiments" / "conf"
+TINY = ["data.train_limit=64", "data.test_limit=20", "progress=false"]
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def main_job(*overrides, timeout=600):
+    result = subprocess.run([sys.executable, "-m", "experiments.train", *overrides], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_kill_and_resume_gives_the_same_metrics(cifar_root, tmp_path):
+    args = [sys.executable, "-m", "experiments.train", f"data.root={cifar_root}", "train.epochs=3",
+            "data.train_limit=48", "train.batch_size=8", *TINY[1:]]
+    killed = tmp_path / "killed"
+    job = subprocess.Popen(args + [f"hydra.run.dir={killed}"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.npz").exists() and time.time() < deadline and job.poll() is None:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)                           # mid-way through epoch 2
+    job.wait()
+    done_before = len(pd.read_csv(killed / "metrics.csv"))
+    assert 1 <= done_before < 3, "the kill should land before the last epoch"
+    main_job(*args[3:], f"hydra.run.dir={killed}")             # the same command again
+    whole = run(config(*args[3:]), tmp_path / "whole")
+    resumed = pd.read_csv(killed / "metrics.csv")
+    assert len(resumed) == 3
+    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
+
+
+def test_checkpoint_refusals(cifar_root, tmp_path):
+    run(config(f"data.root={cifar_root}", *TINY), tmp_path)
+    other = config(f"data.root={cifar_root}", *TINY, "method.sigma_v=0.5")
+    with pytest.raises(checkpoint.CheckpointError, match=r"method\.sigma_v: checkpoint 1\.0, this run 0\.5"):
+        run(other, tmp_path)
+    small = config(f"data.root={cifar_root}", *TINY, "model.name=tiny", "+model.input_shape=[3,32,32]",
+                   "+model.layers=[{type: AvgPool2d, kernel_size: 4}, {type: Linear, in_features: 192,"
+                   " out_features: outputs}]")
+    with pytest.raises(checkpoint.CheckpointError, match="another architecture"):
+        run(small, tmp_path)
+    ckpt = tmp_path / "checkpoint.npz"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(checkpoint.CheckpointError, match="truncated or corrupt"):
+        run(config(f"data.root={cifar_root}", *TINY), tmp_path)
+
+
+def write_fixture_run(folder, method, seed, errors, batch_size, probs):
+    """A finished run folder as the main job writes it, with chosen numbers."""
+    folder.mkdir(parents=True)
+    pd.DataFrame({"epoch": range(1, len(errors) + 1), "test_error": errors, "test_nll": 1.0,
+                  "train_error": 0.5, "sigma_v": 1.0, "seconds": 1.0}).to_csv(folder / "metrics.csv", index=False)
+    summary = {"method": method, "model": "cifar10_3conv", "seed": seed, "epochs": len(errors),
+               "batch_size": batch_size, "test_error": errors[-1], "test_nll": 1.2, "test_ece": 0.05,
+               "error_e1": errors[0]}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    np.savez(folder / "test_probs.npz", probs=probs, labels=np.array([0, 1, 1, 0]))
+
+
+def test_table_from_fixture_runs(tmp_path):
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    write_fixture_run(tmp_path / "tagi" / "seed=0", "tagi", 0, [0.50, 0.30], 16, probs)
+    write_fixture_run(tmp_path / "tagi" / "seed=1", "tagi", 1, [0.54, 0.34], 16, probs)
+    write_fixture_run(tmp_path / "bp", "bp", 0, [0.60, 0.40, 0.25], 128, probs)
+    runs, curves = gather([tmp_path])
+    table = results_table(runs).set_index("method")
+    assert table.loc["tagi", "seeds"] == 2 and table.loc["bp", "seeds"] == 1
+    assert table.loc["tagi", "error_e1"] == pytest.approx(0.52)
+    assert table.loc["tagi", "error_e1_std"] == pytest.approx(np.std([0.50, 0.54], ddof=1))
+    assert table.loc["tagi", "error_final"] == pytest.approx(0.32)
+    assert table.loc["tagi", "diff_final"] == pytest.approx(0.32 - 0.2966)
+    assert table.loc["bp", "diff_final"] == pytest.approx(0.25 - 0.235)
+    assert table.loc["bp", "epochs"] == 3 and table.loc["bp", "batch_size"] == 128
+    text = report([tmp_path], tmp_path / "out")
+    assert "| TAGI" in text and "52.00 % ± 2.83" in text and "+2.34 pt" in text
+    for name in ("table.md", "table.csv", "curves.png", "reliability.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    with pytest.raises(FileNotFoundError, match="no runs"):
+        gather([tmp_path / "out"])
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_runs_in_debug_mode(cifar_root, tmp_path, experiment):
+    main_job(f"experiment={experiment}", "debug=on", f"data.root={cifar_root}", *TINY,
+             f"hydra.sweep.dir={tmp_path}")
+    runs, _ = gather([tmp_path])
+    assert set(runs["method"]) == set(config(f"experiment={experiment}").get("methods", runs["method"]))
+    assert (tmp_path / "table.md").exists()
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
+def test_seed_sweep_with_each_launcher(cifar_root, tmp_path, launcher):
+    main_job("-m", "seed=0,1", f"hydra/launcher={launcher}", f"data.root={cifar_root}", *TINY,
+             "data.train_limit=32", f"hydra.sweep.dir={tmp_path}")
+    runs, _ = gather([tmp_path])
+    assert sorted(runs["seed"]) == [0, 1]
+    assert "± " in (tmp_path / "table.md").read_text()
