@@ -21,10 +21,11 @@ def record(suite, backend, layer, op, batch, dtype, images, timing, flops, peak_
     be None (the peak's own row).
     """
     gflops = flops / timing.median / 1e9
+    rate = math.nan if images is None else images / timing.median
     return {"suite": suite, "backend": backend.NAME, "device": device_of(backend),
             "layer": layer, "op": op, "batch": batch, "dtype": str(dtype), "images": images,
             "repeats": timing.repeats, "median_s": timing.median, "best_s": timing.best,
-            "images_per_s": math.nan if images is None else images / timing.median, "flops": flops, "gflops": gflops,
+            "images_per_s": rate, "flops": flops, "gflops": gflops,
             "share_of_peak": gflops / peak_gflops, "max_rss_mib": max_rss_mib}
 
 

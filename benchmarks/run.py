@@ -24,7 +24,8 @@ from tagi.data import CIFAR10_ARCHIVE, CIFAR10_FOLDER
 from .epoch import epoch_rows
 from .report import (COLUMNS, device_of, ops_markdown, peaks_markdown, plot_sweep, progress_line,
                      summary_markdown)
-from .suites import ARCHITECTURE, gemm_peak, inference_rows, load_backends, op_rows, train_step_rows
+from .suites import (ARCHITECTURE, gemm_peak, inference_rows, load_backends, op_rows,
+                     train_step_rows)
 from .timing import FULL, QUICK
 
 log = logging.getLogger("benchmarks")
@@ -70,12 +71,14 @@ def parse_args(argv=None):
     p.add_argument("--epoch-limit", type=int, default=None,
                    help=f"training images of the epoch (default all; --quick: {QUICK_LIMIT})")
     p.add_argument("--test-limit", type=int, default=None,
-                   help=f"test images of the epoch's evaluation (default all; --quick: {QUICK_LIMIT})")
+                   help=f"test images of the epoch's evaluation (default all; "
+                        f"--quick: {QUICK_LIMIT})")
     p.add_argument("--data-root", type=Path, default=Path("data"),
                    help="folder holding cifar-10-batches-py/ or the official archive (default data)")
     p.add_argument("--repeats", type=int, default=None,
                    help="exactly this many timed calls per measurement (default: time budget)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 2; --quick: 1)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed calls before timing (default 2; --quick: 1)")
     p.add_argument("--gemm-size", type=int, default=None,
                    help=f"side of the peak matmul (default {GEMM_SIZE['cpu']} CPU, "
                         f"{GEMM_SIZE['gpu']} GPU)")
