@@ -1,0 +1,4 @@
+"""``python -m benchmarks``: see ``benchmarks.run``."""
+from .run import main
+
+raise SystemExit(main())
