@@ -20,15 +20,18 @@ struct Conv2dForward {
   int M, N, K;  // B*L, C_out, P
   static constexpr bool A_K_FASTEST = false, B_K_FASTEST = true;
 
+  __device__ int4 m_info(int m) const { return g.window_origin(m / g.out_size(), m % g.out_size()); }
+  __device__ int4 k_info(int k) const { return g.patch_cell(k); }
+
   template <bool VAR>
-  __device__ void load_a(int m, int k, real& mu, real& var) const {
-    const int index = g.input_index(m / g.out_size(), k, m % g.out_size());
+  __device__ void load_a(int m, int k, int4 window, int4 cell, real& mu, real& var) const {
+    const int index = g.input_index(window, cell);
     if (index < 0) return;
     mu = __ldg(mu_a + index);
     if constexpr (VAR) var = __ldg(var_a + index);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, real& mu, real& var, real& sq) const {
+  __device__ void load_b(int k, int n, int4 cell, real& mu, real& var, real& sq) const {
     mu = __ldg(mu_w + n * K + k);
     if constexpr (VAR) var = mu * mu + __ldg(var_w + n * K + k);
     if constexpr (SQ) sq = __ldg(var_w + n * K + k);
@@ -55,19 +58,27 @@ struct Conv2dBackward {
   int M, N, K;  // B*H*W, C, C_out*K*K
   static constexpr bool A_K_FASTEST = false, B_K_FASTEST = true;
 
+  // {offset of sample b in delta_*_z, iy + pad, ix + pad, 0}
+  __device__ int4 m_info(int m) const {
+    const int p = m % g.in_size();
+    return make_int4(m / g.in_size() * c_out * g.out_size(), p / g.width + g.pad, p % g.width + g.pad, 0);
+  }
+  // {offset of channel co in a sample of delta_*_z, ky, kx, index of mu_w[co, 0, ky, kx]}
+  __device__ int4 k_info(int k) const {
+    const int kk = g.kernel * g.kernel, co = k / kk, r = k % kk;
+    return make_int4(co * g.out_size(), r / g.kernel, r % g.kernel, co * N * kk + r);
+  }
+
   template <bool VAR>
-  __device__ void load_a(int m, int k, real& mu, real& var) const {
-    const int kk = g.kernel * g.kernel;
-    const int l = g.output_position(m % g.in_size(), k % kk);
+  __device__ void load_a(int m, int k, int4 cell, int4 tap, real& mu, real& var) const {
+    const int l = g.output_position(cell.y - tap.y, cell.z - tap.z);
     if (l < 0) return;
-    const int index = ((m / g.in_size()) * c_out + k / kk) * g.out_size() + l;
-    mu = __ldg(delta_mu_z + index);
-    if constexpr (VAR) var = __ldg(delta_var_z + index);
+    mu = __ldg(delta_mu_z + cell.x + tap.x + l);
+    if constexpr (VAR) var = __ldg(delta_var_z + cell.x + tap.x + l);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, real& mu, real& var, real& sq) const {
-    const int kk = g.kernel * g.kernel;
-    mu = __ldg(mu_w + ((k / kk) * N + n) * kk + k % kk);
+  __device__ void load_b(int k, int n, int4 tap, real& mu, real& var, real& sq) const {
+    mu = __ldg(mu_w + tap.w + n * g.kernel * g.kernel);
     if constexpr (VAR) var = mu * mu;
   }
   template <bool VAR>
@@ -90,18 +101,28 @@ struct Conv2dParamDeltas {
   int M, N, K;  // P + 1, C_out, B*L
   static constexpr bool A_K_FASTEST = true, B_K_FASTEST = true;
 
+  // the patch cell, or {0, 0, 0, 1} for the bias row
+  __device__ int4 m_info(int m) const { return m == g.patch_size() ? make_int4(0, 0, 0, 1) : g.patch_cell(m); }
+  // the window, with .w = index of delta_*_z[b, 0, l]
+  __device__ int4 k_info(int k) const {
+    const int b = k / g.out_size(), l = k % g.out_size();
+    int4 window = g.window_origin(b, l);
+    window.w = b * N * g.out_size() + l;
+    return window;
+  }
+
   template <bool VAR>
-  __device__ void load_a(int m, int k, real& mu, real& var) const {
-    if (m == g.patch_size()) {
+  __device__ void load_a(int m, int k, int4 cell, int4 window, real& mu, real& var) const {
+    if (cell.w) {
       mu = 1;
       return;
     }
-    const int index = g.input_index(k / g.out_size(), m, k % g.out_size());
+    const int index = g.input_index(window, cell);
     if (index >= 0) mu = __ldg(mu_a + index);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, real& mu, real& var, real& sq) const {
-    const int L = g.out_size(), index = ((k / L) * N + n) * L + k % L;
+  __device__ void load_b(int k, int n, int4 window, real& mu, real& var, real& sq) const {
+    const int index = window.w + n * g.out_size();
     mu = __ldg(delta_mu_z + index);
     if constexpr (SQ) sq = __ldg(delta_var_z + index);
   }
@@ -168,7 +189,7 @@ extern "C" __global__ void TAGI_NAME(im2col)(
   const int P = g.patch_size(), L = g.out_size(), e = element_index();
   if (e >= batch * P * L) return;
   const int b = e / (P * L), k = (e / L) % P, l = e % L;
-  const int index = g.input_index(b, k, l);
+  const int index = g.input_index(g.window_origin(b, l), g.patch_cell(k));
   const real mu = index < 0 ? real(0) : mu_a[index];
   cols_mu[e] = mu;
   if (!cols_var) return;
@@ -192,7 +213,7 @@ extern "C" __global__ void TAGI_NAME(col2im)(
   const int bc = e / g.in_size(), p = e % g.in_size();  // bc = b*C + c
   real sum_mu = 0, sum_var = 0;
   for (int r = 0; r < kk; ++r) {
-    const int l = g.output_position(p, r);
+    const int l = g.output_position(p / width + pad - r / kernel, p % width + pad - r % kernel);
     if (l < 0) continue;
     const int index = (bc * kk + r) * L + l;  // ((b*C + c)*K*K + r)*L + l = (b, (c, r), l)
     sum_mu += cols_mu[index];

@@ -3,7 +3,8 @@
 //
 // Shapes: mu_a, var_a (B, N_in); mu_w, var_w (N_out, N_in); mu_b, var_b (N_out,);
 // outputs and output innovations (B, N_out). A null variance pointer is the Python None of the
-// op contract (numpy_backend.py).
+// op contract (numpy_backend.py). The operands are plain row-major matrices, so the problems need
+// no index decomposition (m_info and k_info are empty).
 #include "tagi_gemm.cuh"
 
 // Forward (§3.2): m = b, n = i (output unit), k = j (input unit).
@@ -15,13 +16,16 @@ struct LinearForward {
   int M, N, K;  // B, N_out, N_in
   static constexpr bool A_K_FASTEST = true, B_K_FASTEST = true;
 
+  __device__ int4 m_info(int m) const { return {}; }
+  __device__ int4 k_info(int k) const { return {}; }
+
   template <bool VAR>
-  __device__ void load_a(int m, int k, real& mu, real& var) const {
+  __device__ void load_a(int m, int k, int4, int4, real& mu, real& var) const {
     mu = __ldg(mu_a + m * K + k);
     if constexpr (VAR) var = __ldg(var_a + m * K + k);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, real& mu, real& var, real& sq) const {
+  __device__ void load_b(int k, int n, int4, real& mu, real& var, real& sq) const {
     mu = __ldg(mu_w + n * K + k);
     if constexpr (VAR) var = mu * mu + __ldg(var_w + n * K + k);
     if constexpr (SQ) sq = __ldg(var_w + n * K + k);
@@ -43,13 +47,16 @@ struct LinearBackward {
   int M, N, K;  // B, N_in, N_out
   static constexpr bool A_K_FASTEST = true, B_K_FASTEST = false;
 
+  __device__ int4 m_info(int m) const { return {}; }
+  __device__ int4 k_info(int k) const { return {}; }
+
   template <bool VAR>
-  __device__ void load_a(int m, int k, real& mu, real& var) const {
+  __device__ void load_a(int m, int k, int4, int4, real& mu, real& var) const {
     mu = __ldg(delta_mu_z + m * K + k);
     if constexpr (VAR) var = __ldg(delta_var_z + m * K + k);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, real& mu, real& var, real& sq) const {
+  __device__ void load_b(int k, int n, int4, real& mu, real& var, real& sq) const {
     mu = __ldg(mu_w + k * N + n);
     if constexpr (VAR) var = mu * mu;
   }
@@ -72,12 +79,15 @@ struct LinearParamDeltas {
   int M, N, K;  // N_in + 1, N_out, B
   static constexpr bool A_K_FASTEST = false, B_K_FASTEST = false;
 
+  __device__ int4 m_info(int m) const { return {}; }
+  __device__ int4 k_info(int k) const { return {}; }
+
   template <bool VAR>
-  __device__ void load_a(int m, int k, real& mu, real& var) const {
+  __device__ void load_a(int m, int k, int4, int4, real& mu, real& var) const {
     mu = m == n_in ? real(1) : __ldg(mu_a + k * n_in + m);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, real& mu, real& var, real& sq) const {
+  __device__ void load_b(int k, int n, int4, real& mu, real& var, real& sq) const {
     mu = __ldg(delta_mu_z + k * N + n);
     if constexpr (SQ) sq = __ldg(delta_var_z + k * N + n);
   }

@@ -19,7 +19,7 @@ extern "C" __global__ void TAGI_NAME(avgpool2d_forward)(
   const int bc = e / g.out_size(), l = e % g.out_size(), kk = kernel * kernel;
   real sum_mu = 0, sum_var = 0;
   for (int r = 0; r < kk; ++r) {
-    const int index = g.input_index(bc, r, l);
+    const int index = g.input_index(g.window_origin(bc, l), g.patch_cell(r));
     if (index < 0) continue;
     sum_mu += mu_a[index];
     if (var_a) sum_var += var_a[index];
@@ -43,7 +43,7 @@ extern "C" __global__ void TAGI_NAME(avgpool2d_backward)(
   const int bc = e / g.in_size(), p = e % g.in_size(), kk = kernel * kernel;
   real sum_mu = 0, sum_var = 0;
   for (int r = 0; r < kk; ++r) {
-    const int l = g.output_position(p, r);
+    const int l = g.output_position(p / width + pad - r / kernel, p % width + pad - r % kernel);
     if (l < 0) continue;
     sum_mu += delta_mu[bc * g.out_size() + l];
     if (delta_var) sum_var += delta_var[bc * g.out_size() + l];

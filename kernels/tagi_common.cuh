@@ -39,24 +39,37 @@ struct Window {
   __device__ int out_size() const { return out_height * out_width; }
   __device__ int patch_size() const { return channels * kernel * kernel; }
 
-  // Input cell read by output position l = oy*out_width + ox of sample b through patch cell
-  // k = (c*kernel + ky)*kernel + kx: its flat NCHW index, or -1 where it is padding.
-  __device__ int input_index(int b, int k, int l) const {
-    const int kk = kernel * kernel, c = k / kk, ky = (k % kk) / kernel, kx = k % kernel;
-    const int iy = (l / out_width) * stride + ky - pad, ix = (l % out_width) * stride + kx - pad;
-    if (iy < 0 || iy >= height || ix < 0 || ix >= width) return -1;
-    return ((b * channels + c) * height + iy) * width + ix;
+  // Patch cell k = (c*kernel + ky)*kernel + kx: {its flat offset from the window's top-left
+  // input cell, (c*height + ky)*width + kx; ky; kx; 0}.
+  __device__ int4 patch_cell(int k) const {
+    const int kk = kernel * kernel, c = k / kk, ky = k % kk / kernel, kx = k % kernel;
+    return make_int4((c * height + ky) * width + kx, ky, kx, 0);
   }
 
-  // The transpose: the output position l that reads input cell p = iy*width + ix through kernel
-  // cell (ky, kx) = (r / kernel, r % kernel), or -1 where no window does (stride skips it or
-  // the window would start outside the output map).
-  __device__ int output_position(int p, int r) const {
-    const int ty = p / width + pad - r / kernel, tx = p % width + pad - r % kernel;
-    if (ty < 0 || tx < 0 || ty % stride != 0 || tx % stride != 0) return -1;
-    const int oy = ty / stride, ox = tx / stride;
-    if (oy >= out_height || ox >= out_width) return -1;
-    return oy * out_width + ox;
+  // Window l = oy*out_width + ox of sample b: {the flat NCHW index of its top-left cell (which
+  // may lie in the padding); that cell's row iy0 = oy*stride - pad; its column ix0; 0}.
+  __device__ int4 window_origin(int b, int l) const {
+    const int iy0 = l / out_width * stride - pad, ix0 = l % out_width * stride - pad;
+    return make_int4((b * channels * height + iy0) * width + ix0, iy0, ix0, 0);
+  }
+
+  // Flat NCHW index of a patch cell of a window, or -1 where it is padding.
+  __device__ int input_index(int4 window, int4 cell) const {
+    const int iy = window.y + cell.y, ix = window.z + cell.z;
+    return iy < 0 || iy >= height || ix < 0 || ix >= width ? -1 : window.x + cell.x;
+  }
+
+  // The transpose: the window l = oy*out_width + ox whose kernel cell (ky, kx) reads input row
+  // iy, column ix, given ty = iy + pad - ky and tx = ix + pad - kx (so oy = ty / stride), or -1
+  // where there is none (the stride skips it, or the window would lie outside the output map).
+  __device__ int output_position(int ty, int tx) const {
+    if (ty < 0 || tx < 0) return -1;
+    if (stride != 1) {
+      if (ty % stride != 0 || tx % stride != 0) return -1;
+      ty /= stride;
+      tx /= stride;
+    }
+    return ty >= out_height || tx >= out_width ? -1 : ty * out_width + tx;
   }
 };
 

@@ -13,15 +13,19 @@
 // A Problem describes one op: sizes and index maps (gathers and scatters), nothing else:
 //     int M, N, K;
 //     static constexpr bool A_K_FASTEST, B_K_FASTEST;   // load order that coalesces the gathers
-//     template <bool VAR> void load_a(int m, int k, real& mu, real& var) const;
-//     template <bool VAR, bool SQ> void load_b(int k, int n, real& mu, real& var, real& sq) const;
+//     int4 m_info(int m) const;   // what the loads need to know about row m / reduction index k:
+//     int4 k_info(int k) const;   // the div/mod work, done once per block (m) and per slice (k)
+//     template <bool VAR> void load_a(int m, int k, int4 mi, int4 ki, real& mu, real& var) const;
+//     template <bool VAR, bool SQ> void load_b(int k, int n, int4 ki, real& mu, real& var, real& sq) const;
 //     template <bool VAR> void store(int m, int n, real mu, real var) const;
 // Loads are called only for m < M, n < N, k < K and leave zeros where the op reads padding.
 //
 // Thread mapping: a block of GEMM_THREADS = 128 threads computes a GEMM_BM x GEMM_BN = 64 x 32
 // output tile; thread t owns the 4 x 4 sub-tile at rows 4*(t % 16) + 0..3, columns
 // 4*(t / 16) + 0..3, for the mean and the variance (32 accumulators). The reduction walks k in
-// slices of GEMM_BK = 16 staged in shared memory. Grid: (ceil(M / 64), ceil(N / 32), splits).
+// slices of GEMM_BK = 16: per slice, the k_info of the slice, then A and B staged in shared
+// memory (a thread reads its 4 rows / columns as one vector), then the products, with a barrier
+// after each. Grid: (ceil(M / 64), ceil(N / 32), splits).
 //
 // Split-K: with few output tiles (batch 16; parameter deltas summed over a long batch axis) the
 // k range is cut into gridDim.z chunks of k_chunk (a multiple of GEMM_BK) so the whole GPU works.
@@ -46,16 +50,23 @@ struct alignas(16) GemmShared {
   real b_mu[GEMM_BK][GEMM_BN + GEMM_PAD];
   real b_var[GEMM_BK][GEMM_BN + GEMM_PAD];
   real b_sq[GEMM_BK][GEMM_BN + GEMM_PAD];
-  int last_block;  // split-K: this block adds up the tile
+  int4 m_info[GEMM_BM];  // Problem::m_info of the tile's rows
+  int4 k_info[GEMM_BK];  // Problem::k_info of the slice
+  int last_block;        // split-K: this block adds up the tile
 };
 
+// Stage A[m0 .. m0+63, k0 .. k0+15] and B[k0 .. k0+15, n0 .. n0+31] in shared memory, zeros
+// outside the problem and past k_end.
 template <bool VAR_TERM, bool SQ_TERM, class Problem>
 __device__ void gemm_stage(const Problem& p, GemmShared& s, int m0, int n0, int k0, int k_end) {
+  if (threadIdx.x < GEMM_BK && k0 + threadIdx.x < k_end) s.k_info[threadIdx.x] = p.k_info(k0 + threadIdx.x);
+  __syncthreads();
   for (int e = threadIdx.x; e < GEMM_BM * GEMM_BK; e += GEMM_THREADS) {
     const int m = Problem::A_K_FASTEST ? e / GEMM_BK : e % GEMM_BM;
     const int k = Problem::A_K_FASTEST ? e % GEMM_BK : e / GEMM_BM;
     real mu = 0, var = 0;
-    if (m0 + m < p.M && k0 + k < k_end) p.template load_a<VAR_TERM>(m0 + m, k0 + k, mu, var);
+    if (m0 + m < p.M && k0 + k < k_end)
+      p.template load_a<VAR_TERM>(m0 + m, k0 + k, s.m_info[m], s.k_info[k], mu, var);
     s.a_mu[k][m] = mu;
     if constexpr (VAR_TERM) s.a_var[k][m] = var;
   }
@@ -63,7 +74,8 @@ __device__ void gemm_stage(const Problem& p, GemmShared& s, int m0, int n0, int 
     const int n = Problem::B_K_FASTEST ? e / GEMM_BK : e % GEMM_BN;
     const int k = Problem::B_K_FASTEST ? e % GEMM_BK : e / GEMM_BN;
     real mu = 0, var = 0, sq = 0;
-    if (n0 + n < p.N && k0 + k < k_end) p.template load_b<VAR_TERM, SQ_TERM>(k0 + k, n0 + n, mu, var, sq);
+    if (n0 + n < p.N && k0 + k < k_end)
+      p.template load_b<VAR_TERM, SQ_TERM>(k0 + k, n0 + n, s.k_info[k], mu, var, sq);
     s.b_mu[k][n] = mu;
     if constexpr (VAR_TERM) s.b_var[k][n] = var;
     if constexpr (SQ_TERM) s.b_sq[k][n] = sq;
@@ -79,6 +91,8 @@ __device__ void gemm(const Problem& p, GemmShared& s, int k_chunk, real* partial
   const int m0 = blockIdx.x * GEMM_BM, n0 = blockIdx.y * GEMM_BN;
   const int k_begin = blockIdx.z * k_chunk, k_end = min(p.K, k_begin + k_chunk);
 
+  for (int i = threadIdx.x; i < GEMM_BM; i += GEMM_THREADS)
+    if (m0 + i < p.M) s.m_info[i] = p.m_info(m0 + i);  // read after the first barrier of gemm_stage
   real acc_mu[GEMM_TM][GEMM_TN] = {}, acc_var[GEMM_TM][GEMM_TN] = {};
   for (int k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
     gemm_stage<VAR_TERM, SQ_TERM>(p, s, m0, n0, k0, k_end);
