@@ -141,40 +141,40 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(conv2d_forw
     const real* mu_a, const real* var_a, const real* mu_w, const real* var_w, const real* mu_b,
     const real* var_b, real* mu_z, real* var_z, int batch, int channels, int height, int width,
     int kernel, int stride, int pad, int out_height, int out_width, int c_out, int k_chunk,
-    real* partial, int* tile_counters) {
+    real* partial, int reduce_splits) {
   __shared__ GemmShared s;
   const Window g{channels, height, width, kernel, stride, pad, out_height, out_width};
   const Conv2dForward p{mu_a, var_a, mu_w, var_w, mu_b, var_b, mu_z, var_z, g,
                         batch * g.out_size(), c_out, g.patch_size()};
-  if (!var_w) gemm<false, false>(p, s, k_chunk, partial, tile_counters);
-  else if (!var_a) gemm<false, true>(p, s, k_chunk, partial, tile_counters);
-  else gemm<true, true>(p, s, k_chunk, partial, tile_counters);
+  if (!var_w) gemm<false, false>(p, s, k_chunk, partial, reduce_splits);
+  else if (!var_a) gemm<false, true>(p, s, k_chunk, partial, reduce_splits);
+  else gemm<true, true>(p, s, k_chunk, partial, reduce_splits);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(conv2d_backward)(
     const real* delta_mu_z, const real* delta_var_z, const real* mu_w, real* delta_mu_a,
     real* delta_var_a, int batch, int channels, int height, int width, int kernel, int stride,
-    int pad, int out_height, int out_width, int c_out, int k_chunk, real* partial, int* tile_counters) {
+    int pad, int out_height, int out_width, int c_out, int k_chunk, real* partial, int reduce_splits) {
   __shared__ GemmShared s;
   const Window g{channels, height, width, kernel, stride, pad, out_height, out_width};
   const Conv2dBackward p{delta_mu_z, delta_var_z, mu_w, delta_mu_a, delta_var_a, g, c_out,
                          batch * g.in_size(), channels, c_out * kernel * kernel};
-  if (delta_var_z) gemm<true, false>(p, s, k_chunk, partial, tile_counters);
-  else gemm<false, false>(p, s, k_chunk, partial, tile_counters);
+  if (delta_var_z) gemm<true, false>(p, s, k_chunk, partial, reduce_splits);
+  else gemm<false, false>(p, s, k_chunk, partial, reduce_splits);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(conv2d_param_deltas)(
     const real* mu_a, const real* delta_mu_z, const real* delta_var_z, const real* var_w,
     const real* var_b, real* delta_mu_w, real* delta_var_w, real* delta_mu_b, real* delta_var_b,
     int batch, int channels, int height, int width, int kernel, int stride, int pad,
-    int out_height, int out_width, int c_out, int k_chunk, real* partial, int* tile_counters) {
+    int out_height, int out_width, int c_out, int k_chunk, real* partial, int reduce_splits) {
   __shared__ GemmShared s;
   const Window g{channels, height, width, kernel, stride, pad, out_height, out_width};
   const Conv2dParamDeltas p{mu_a, delta_mu_z, delta_var_z, var_w, var_b, delta_mu_w,
                             delta_var_w, delta_mu_b, delta_var_b, g,
                             g.patch_size() + 1, c_out, batch * g.out_size()};
-  if (delta_var_z) gemm<false, true>(p, s, k_chunk, partial, tile_counters);
-  else gemm<false, false>(p, s, k_chunk, partial, tile_counters);
+  if (delta_var_z) gemm<false, true>(p, s, k_chunk, partial, reduce_splits);
+  else gemm<false, false>(p, s, k_chunk, partial, reduce_splits);
 }
 
 // Patch matrices for the cuBLAS path, one thread per (b, k, l) with k < P, l < L:

@@ -105,31 +105,31 @@ struct LinearParamDeltas {
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(linear_forward)(
     const real* mu_a, const real* var_a, const real* mu_w, const real* var_w, const real* mu_b,
     const real* var_b, real* mu_z, real* var_z, int batch, int n_in, int n_out, int k_chunk,
-    real* partial, int* tile_counters) {
+    real* partial, int reduce_splits) {
   __shared__ GemmShared s;
   const LinearForward p{mu_a, var_a, mu_w, var_w, mu_b, var_b, mu_z, var_z, batch, n_out, n_in};
-  if (!var_w) gemm<false, false>(p, s, k_chunk, partial, tile_counters);
-  else if (!var_a) gemm<false, true>(p, s, k_chunk, partial, tile_counters);
-  else gemm<true, true>(p, s, k_chunk, partial, tile_counters);
+  if (!var_w) gemm<false, false>(p, s, k_chunk, partial, reduce_splits);
+  else if (!var_a) gemm<false, true>(p, s, k_chunk, partial, reduce_splits);
+  else gemm<true, true>(p, s, k_chunk, partial, reduce_splits);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(linear_backward)(
     const real* delta_mu_z, const real* delta_var_z, const real* mu_w, real* delta_mu_a,
     real* delta_var_a, int batch, int n_in, int n_out, int k_chunk, real* partial,
-    int* tile_counters) {
+    int reduce_splits) {
   __shared__ GemmShared s;
   const LinearBackward p{delta_mu_z, delta_var_z, mu_w, delta_mu_a, delta_var_a, batch, n_in, n_out};
-  if (delta_var_z) gemm<true, false>(p, s, k_chunk, partial, tile_counters);
-  else gemm<false, false>(p, s, k_chunk, partial, tile_counters);
+  if (delta_var_z) gemm<true, false>(p, s, k_chunk, partial, reduce_splits);
+  else gemm<false, false>(p, s, k_chunk, partial, reduce_splits);
 }
 
 extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(linear_param_deltas)(
     const real* mu_a, const real* delta_mu_z, const real* delta_var_z, const real* var_w,
     const real* var_b, real* delta_mu_w, real* delta_var_w, real* delta_mu_b, real* delta_var_b,
-    int batch, int n_in, int n_out, int k_chunk, real* partial, int* tile_counters) {
+    int batch, int n_in, int n_out, int k_chunk, real* partial, int reduce_splits) {
   __shared__ GemmShared s;
   const LinearParamDeltas p{mu_a, delta_mu_z, delta_var_z, var_w, var_b, delta_mu_w, delta_var_w,
                             delta_mu_b, delta_var_b, n_in, n_in + 1, n_out, batch};
-  if (delta_var_z) gemm<false, true>(p, s, k_chunk, partial, tile_counters);
-  else gemm<false, false>(p, s, k_chunk, partial, tile_counters);
+  if (delta_var_z) gemm<false, true>(p, s, k_chunk, partial, reduce_splits);
+  else gemm<false, false>(p, s, k_chunk, partial, reduce_splits);
 }

@@ -29,10 +29,10 @@
 //
 // Split-K: with few output tiles (batch 16; parameter deltas summed over a long batch axis) the
 // k range is cut into gridDim.z chunks of k_chunk (a multiple of GEMM_BK) so the whole GPU works.
-// Every block writes its partial sums to `partial`, shaped (splits, 2, M, N); the last block of a
-// tile to finish (counted in tile_counters, which start at 0 and are returned to 0) adds the
-// partials in split order, so results do not depend on block timing, and stores them. With one
-// split, `partial` and `tile_counters` are not touched (they may be null).
+// Every block then writes its raw sums to `partial`, shaped (splits, 2, M, N), and the host
+// launches the same kernel a second time with reduce_splits = splits and a grid of
+// ceil(M*N / GEMM_REDUCE_OUTPUTS) blocks, which adds the partials of each output in split order (so results do
+// not depend on block timing) and stores them (gemm_reduce). With one split, `partial` is unused.
 #ifndef TAGI_GEMM_CUH
 #define TAGI_GEMM_CUH
 
@@ -41,7 +41,8 @@
 constexpr int GEMM_BM = 64, GEMM_BN = 32, GEMM_BK = 16;  // block tile and reduction slice
 constexpr int GEMM_TM = 4, GEMM_TN = 4;                   // per-thread sub-tile
 constexpr int GEMM_THREADS = (GEMM_BM / GEMM_TM) * (GEMM_BN / GEMM_TN);
-constexpr int GEMM_PAD = 4;  // row padding: k-fastest stores spread over banks, rows stay 16-byte aligned
+constexpr int GEMM_PAD = 4;
+constexpr int GEMM_REDUCE_OUTPUTS = 16;  // outputs per block in the split-K second pass  // row padding: k-fastest stores spread over banks, rows stay 16-byte aligned
 
 // Staged slices, stored k-major so a thread reads its 4 consecutive rows / columns as one vector.
 struct alignas(16) GemmShared {
@@ -52,7 +53,7 @@ struct alignas(16) GemmShared {
   real b_sq[GEMM_BK][GEMM_BN + GEMM_PAD];
   int4 m_info[GEMM_BM];  // Problem::m_info of the tile's rows
   int4 k_info[GEMM_BK];  // Problem::k_info of the slice
-  int last_block;        // split-K: this block adds up the tile
+  real reduce[2][GEMM_THREADS];  // split-K second pass: per-thread sums of mean and variance
 };
 
 // Stage A[m0 .. m0+63, k0 .. k0+15] and B[k0 .. k0+15, n0 .. n0+31] in shared memory, zeros
@@ -82,10 +83,39 @@ __device__ void gemm_stage(const Problem& p, GemmShared& s, int m0, int n0, int 
   }
 }
 
-// One block: the (blockIdx.x, blockIdx.y) tile over the k range of split blockIdx.z.
+// Split-K, second pass: the block owns 16 consecutive outputs o = m*N + n; thread t adds the
+// partials of output o = 16*blockIdx.x + t % 16 from splits t / 16, t / 16 + 8, ... in order,
+// then threads 0..15 add the 8 sums of their output in order and store it.
+template <bool VAR, class Problem>
+__device__ void gemm_reduce(const Problem& p, GemmShared& s, const real* partial, int splits) {
+  constexpr int OUTPUTS = GEMM_REDUCE_OUTPUTS, LANES = GEMM_THREADS / OUTPUTS;
+  const int plane = p.M * p.N, output = blockIdx.x * OUTPUTS + threadIdx.x % OUTPUTS;
+  real mu = 0, var = 0;
+  if (output < plane)
+    for (int z = threadIdx.x / OUTPUTS; z < splits; z += LANES) {
+      mu += partial[2 * z * plane + output];
+      if constexpr (VAR) var += partial[(2 * z + 1) * plane + output];
+    }
+  s.reduce[0][threadIdx.x] = mu;
+  s.reduce[1][threadIdx.x] = var;
+  __syncthreads();
+  if (threadIdx.x >= OUTPUTS || output >= plane) return;
+  for (int lane = 1; lane < LANES; ++lane) {
+    mu += s.reduce[0][threadIdx.x + lane * OUTPUTS];
+    var += s.reduce[1][threadIdx.x + lane * OUTPUTS];
+  }
+  p.template store<VAR>(output / p.N, output % p.N, mu, var);
+}
+
+// The kernel body: with reduce_splits = 0, the (blockIdx.x, blockIdx.y) tile over the k range
+// of split blockIdx.z; with reduce_splits > 0, the split-K second pass.
 template <bool VAR_TERM, bool SQ_TERM, class Problem>
-__device__ void gemm(const Problem& p, GemmShared& s, int k_chunk, real* partial, int* tile_counters) {
+__device__ void gemm(const Problem& p, GemmShared& s, int k_chunk, real* partial, int reduce_splits) {
   constexpr bool VAR = VAR_TERM || SQ_TERM;
+  if (reduce_splits) {
+    gemm_reduce<VAR>(p, s, partial, reduce_splits);
+    return;
+  }
   const int row = (threadIdx.x % (GEMM_BM / GEMM_TM)) * GEMM_TM;
   const int col = (threadIdx.x / (GEMM_BM / GEMM_TM)) * GEMM_TN;
   const int m0 = blockIdx.x * GEMM_BM, n0 = blockIdx.y * GEMM_BN;
@@ -134,45 +164,18 @@ __device__ void gemm(const Problem& p, GemmShared& s, int k_chunk, real* partial
     __syncthreads();
   }
 
-  if (gridDim.z == 1) {
-    for (int i = 0; i < GEMM_TM; ++i)
-      for (int j = 0; j < GEMM_TN; ++j)
-        if (m0 + row + i < p.M && n0 + col + j < p.N)
-          p.template store<VAR>(m0 + row + i, n0 + col + j, acc_mu[i][j], acc_var[i][j]);
-    return;
-  }
-
-  // Split-K: publish this block's partial sums, then let the tile's last block add them up.
   const int plane = p.M * p.N;
-  real* mine = partial + blockIdx.z * 2 * plane;
   for (int i = 0; i < GEMM_TM; ++i)
-    for (int j = 0; j < GEMM_TN; ++j)
-      if (m0 + row + i < p.M && n0 + col + j < p.N) {
-        const int index = (m0 + row + i) * p.N + n0 + col + j;
-        mine[index] = acc_mu[i][j];
-        if constexpr (VAR) mine[plane + index] = acc_var[i][j];
+    for (int j = 0; j < GEMM_TN; ++j) {
+      const int m = m0 + row + i, n = n0 + col + j;
+      if (m >= p.M || n >= p.N) continue;
+      if (gridDim.z == 1) {
+        p.template store<VAR>(m, n, acc_mu[i][j], acc_var[i][j]);
+      } else {  // this split's raw sums, for the second pass
+        partial[2 * blockIdx.z * plane + m * p.N + n] = acc_mu[i][j];
+        if constexpr (VAR) partial[(2 * blockIdx.z + 1) * plane + m * p.N + n] = acc_var[i][j];
       }
-  __threadfence();  // the partials reach global memory before the tile counter moves
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* counter = tile_counters + blockIdx.y * gridDim.x + blockIdx.x;
-    s.last_block = atomicAdd(counter, 1) == (int)gridDim.z - 1;
-    if (s.last_block) *counter = 0;
-  }
-  __syncthreads();
-  if (!s.last_block) return;
-  __threadfence();
-  for (int i = 0; i < GEMM_TM; ++i)
-    for (int j = 0; j < GEMM_TN; ++j)
-      if (m0 + row + i < p.M && n0 + col + j < p.N) {
-        const int index = (m0 + row + i) * p.N + n0 + col + j;
-        real mu = 0, var = 0;
-        for (int z = 0; z < (int)gridDim.z; ++z) {
-          mu += __ldcg(partial + z * 2 * plane + index);
-          if constexpr (VAR) var += __ldcg(partial + z * 2 * plane + plane + index);
-        }
-        p.template store<VAR>(m0 + row + i, n0 + col + j, mu, var);
-      }
+    }
 }
 
 #endif  // TAGI_GEMM_CUH

@@ -46,15 +46,15 @@ MIN_SLICES_PER_SPLIT = 4    # ... but give every split at least this many GEMM_B
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
-def _gemm_tile():
-    """GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS as defined in kernels/tagi_gemm.cuh."""
+def _gemm_sizes():
+    """GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS, GEMM_REDUCE_OUTPUTS of kernels/tagi_gemm.cuh."""
     text = (KERNELS / "tagi_gemm.cuh").read_text()
-    size = {name: int(value) for name, value in re.findall(r"\b(GEMM_[A-Z]+) = (\d+)", text)}
+    size = {name: int(value) for name, value in re.findall(r"\b(GEMM_[A-Z_]+) = (\d+)", text)}
     threads = (size["GEMM_BM"] // size["GEMM_TM"]) * (size["GEMM_BN"] // size["GEMM_TN"])
-    return size["GEMM_BM"], size["GEMM_BN"], size["GEMM_BK"], threads
+    return size["GEMM_BM"], size["GEMM_BN"], size["GEMM_BK"], threads, size["GEMM_REDUCE_OUTPUTS"]
 
 
-GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS = _gemm_tile()
+GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS, GEMM_REDUCE_OUTPUTS = _gemm_sizes()
 
 
 # ----------------------------------------------------------------------------- transfers
@@ -142,18 +142,6 @@ def _per_cell(name, dtype, n, *args):
         _kernel(name, dtype)(((n + ELEMENT_THREADS - 1) // ELEMENT_THREADS,), (ELEMENT_THREADS,), args)
 
 
-_tile_counters = {}
-
-
-def _counters(tiles):
-    """Zeroed int32 tile counters of the split-K reduction (the kernels leave them at 0)."""
-    device = cupy.cuda.Device().id
-    counters = _tile_counters.get(device)
-    if counters is None or counters.size < tiles:
-        counters = _tile_counters[device] = cupy.zeros(max(tiles, 1024), dtype=np.int32)
-    return counters
-
-
 def gemm_splits(m, n, k):
     """(k_chunk, splits): reduction length per block and number of blocks sharing an output tile."""
     tiles = -(-m // GEMM_BM) * -(-n // GEMM_BN)
@@ -165,18 +153,19 @@ def gemm_splits(m, n, k):
 
 
 def _gemm(name, dtype, m, n, k, args):
-    """Launch the Gaussian-GEMM kernel ``name(args..., k_chunk, partial, tile_counters)``
-    over an (m, n) output reduced over k (kernels/tagi_gemm.cuh)."""
+    """Launch the Gaussian-GEMM kernel ``name(args..., k_chunk, partial, reduce_splits)`` over an
+    (m, n) output reduced over k (kernels/tagi_gemm.cuh); a split reduction takes a second pass."""
     if m == 0 or n == 0:
         return
     chunk, splits = gemm_splits(m, n, k)
-    tiles = (-(-m // GEMM_BM), -(-n // GEMM_BN))
-    partial = counters = None
-    if splits > 1:
-        partial = cupy.empty((splits, 2, m, n), dtype=dtype)
-        counters = _counters(tiles[0] * tiles[1])
-    _kernel(name, dtype)(tiles + (splits,), (GEMM_THREADS,),
-                         (*args, np.int32(chunk), partial, counters))
+    kernel, grid = _kernel(name, dtype), (-(-m // GEMM_BM), -(-n // GEMM_BN), splits)
+    if splits == 1:
+        kernel(grid, (GEMM_THREADS,), (*args, np.int32(chunk), None, np.int32(0)))
+        return
+    partial = cupy.empty((splits, 2, m, n), dtype=dtype)
+    kernel(grid, (GEMM_THREADS,), (*args, np.int32(chunk), partial, np.int32(0)))
+    kernel((-(-m * n // GEMM_REDUCE_OUTPUTS),), (GEMM_THREADS,),
+           (*args, np.int32(chunk), partial, np.int32(splits)))
 
 
 # ----------------------------------------------------------------------------- linear (§3.2, §5.2, §6.1)
@@ -457,7 +446,6 @@ def capture(fn):
     """
     pool = cupy.cuda.MemoryPool()
     stream = cupy.cuda.Stream(non_blocking=True)
-    _counters(0)                                      # shared by all GEMMs: outside the graph's pool
     cupy.cuda.get_current_stream().synchronize()      # inputs written on the caller's stream
     with cupy.cuda.using_allocator(pool.malloc), stream:
         fn()
