@@ -2,9 +2,9 @@
 
 Same op names, signatures and ``None`` conventions as the NumPy reference
 (``numpy_backend.py``), on cupy arrays. Every op only queues kernels on the
-current stream and returns: no host synchronisation and no host-device copy
-happens inside a training step. ``asarray`` (host -> device), ``to_numpy``
-(device -> host) and ``synchronize`` are the only crossings.
+current stream and returns: no op synchronises with the host or copies between
+host and device. ``asarray`` (host -> device), ``to_numpy`` (device -> host)
+and ``synchronize`` are the only crossings.
 
 Kernels. The files of ``kernels/`` form one CUDA translation unit, compiled by
 NVRTC once per floating type (``float32``: names ``*_f32``; ``float64``:
@@ -14,11 +14,13 @@ source text.
 GEMM-shaped products (conv2d and linear: forward moments, input innovations,
 parameter deltas) run by default as fused Gaussian-GEMM kernels
 (``kernels/tagi_gemm.cuh``): one launch computes means and variances together,
-gathering its operands straight from the NCHW maps, and splits the reduction
-over more blocks when the output is small (batch 16). With ``USE_CUBLAS = True``
-they run as the reference's formulas instead: patch matrices (im2col / col2im
-kernels) multiplied by cuBLAS through ``cupy.matmul``. Both paths give the same
-results; ``benchmarks/gpu_kernels.py`` times both.
+gathering its operands straight from the NCHW maps; when the output has too few
+tiles to fill the GPU (batch 16, parameter deltas) the reduction is split over
+more blocks and a second launch adds the parts in a fixed order. With
+``USE_CUBLAS = True`` they run as the reference's formulas instead: patch
+matrices (im2col / col2im kernels) multiplied by cuBLAS through
+``cupy.matmul``. Both paths agree to round-off; ``benchmarks/gpu_kernels.py``
+times both.
 
 ``capture(fn)`` records a function of device arrays (a whole training step) as
 a CUDA graph and replays it with one launch, see ``CapturedGraph``.
