@@ -1,0 +1,96 @@
+"""The cupy backend on a GPU against the NumPy reference.
+
+Every op (op_parity.OP_CASES) on the three GEMM paths, one training step of the 3-conv CIFAR-10
+network parameter by parameter, and a training step recorded as a CUDA graph (which also shows
+that a step never synchronises: a synchronisation inside stream capture is an error).
+Skipped where cupy or a CUDA device is missing; tests/test_kernels_cpu.py runs the same kernels
+on the CPU.
+"""
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy", reason="the cupy backend needs cupy (pip install cupy-cuda13x)")
+
+from op_parity import OP_CASES, check_op, check_training_steps, op_arguments  # noqa: E402
+from tagi import models, nn  # noqa: E402
+from tagi.backends import get_backend  # noqa: E402
+
+
+def _devices():
+    try:
+        return cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return 0
+
+
+if not _devices():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+backend = get_backend("cupy")
+DTYPES = (np.float32, np.float64)
+PATHS = ("fused", "split_k", "cublas")
+OP_RUNS = [(path, *case) for case in OP_CASES
+           for path in (PATHS if case[1].startswith(("conv2d", "linear")) else PATHS[:1])]
+
+
+@pytest.fixture
+def gemm_path(monkeypatch):
+    """Select a GEMM path of the backend: fused kernels without or with split-K, or cuBLAS."""
+    def select(path):
+        monkeypatch.setattr(backend, "USE_CUBLAS", path == "cublas")
+        monkeypatch.setattr(backend, "TARGET_BLOCKS_PER_SM", 0 if path == "fused" else 1000)
+        monkeypatch.setattr(backend, "MIN_SLICES_PER_SPLIT", 1)
+        return backend
+    return select
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("path, name, op, make_arrays, case, dropped", OP_RUNS,
+                         ids=[f"{run[0]}-{run[1]}" for run in OP_RUNS])
+def test_op_matches_the_reference(gemm_path, path, name, op, make_arrays, case, dropped, dtype):
+    check_op(gemm_path(path), op, op_arguments(op, make_arrays, case, dropped), dtype,
+             to_device=cupy.asarray, to_host=cupy.asnumpy)
+
+
+def cifar_net(backend_name, dtype, seed=0):
+    return models.tagi_network(models.architecture("cifar10_3conv"), 11, backend=backend_name,
+                               dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("path", PATHS)
+def test_cifar_training_step_matches_the_reference(gemm_path, path, rng, dtype):
+    """float64: round-off only. float32: a ReLU whose mu_z lies within float32 round-off of 0
+    may switch off in one run and not the other, which moves a few deltas by more."""
+    gemm_path(path)
+    x, labels = rng.standard_normal((8, 3, 32, 32)), rng.integers(0, 10, 8)
+    check_training_steps(cifar_net, "cupy", dtype, x, labels, steps=1, to_host=cupy.asnumpy,
+                         tol=1e-4 if dtype == np.float32 else None)
+
+
+def test_a_captured_training_step_replays_like_eager_steps(rng):
+    head = nn.HierarchicalSoftmax(10)
+    batches = [(rng.standard_normal((16, 3, 32, 32)), rng.integers(0, 10, 16)) for _ in range(3)]
+    eager, graphed = cifar_net("cupy", "float32"), cifar_net("cupy", "float32")
+    for x, labels in batches:
+        mu, var = eager.forward(x)
+        eager.backward(*head.innovations(mu, var, labels, sigma_v=1.0))
+        eager.step()
+
+    x_dev = cupy.asarray(batches[0][0], dtype=np.float32)
+    y_dev = head.observations(batches[0][1], 16, backend, np.float32)
+
+    def step():
+        mu, var = graphed.forward(x_dev)
+        graphed.backward(*backend.gaussian_innovations(mu, var, y_dev, 1.0))
+        graphed.step()
+        return mu, var
+
+    graph = backend.capture(step)          # one real step on batches[0], then the recording
+    for x, labels in batches[1:]:
+        x_dev[...] = cupy.asarray(x, dtype=np.float32)
+        y_dev[...] = head.observations(labels, 16, backend, np.float32)
+        graph.replay()
+    got = graphed.state_dict()
+    for key, want in eager.state_dict().items():
+        np.testing.assert_allclose(got[key], want, rtol=1e-6, atol=1e-7, err_msg=key)
