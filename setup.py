@@ -23,6 +23,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2"],
-        "cuda": ["cupy-cuda12x>=13"],
+        "cuda": ["cupy-cuda13x>=13"],      # CUDA 13 drivers; use the cuda12 extra on CUDA 12
+        "cuda12": ["cupy-cuda12x>=13"],
     },
 )
