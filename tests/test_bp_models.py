@@ -4,7 +4,7 @@ import pytest
 from bp_support import BACKENDS
 
 from tagi import bp
-from tagi.bp.loop import evaluate, train_epoch, train_step
+from tagi.bp.loop import evaluate, predict, train_epoch, train_step
 from tagi.models import architecture, bp_network, tagi_network
 
 TUTORIALS = {"pytorch_tutorial": 62_006, "keras_tutorial": 122_570, "cnn4_leaky_dropout": 1_084_234}
@@ -147,3 +147,33 @@ def test_loop_counts_errors_and_nll_exactly(rng):
     assert scores["nll"] == pytest.approx(-log_p[np.arange(7), labels].mean(), rel=1e-12)
     fit = train_epoch(net, bp.SGD(net.parameters(), lr=0.0), batches(x, labels, 3), progress=False)
     assert fit["train_error"] == scores["error"] and fit["train_loss"] == pytest.approx(scores["nll"])
+    probs, seen_labels = predict(net, batches(x, labels, 3), progress=False)
+    np.testing.assert_allclose(probs, np.exp(log_p), rtol=1e-12)
+    np.testing.assert_array_equal(seen_labels, labels)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resuming_from_network_and_optimizer_state_continues_exactly(optimizer, rng):
+    """Two steps in one go == one step, a save/load into fresh objects, one more step."""
+    spec = architecture("pytorch_tutorial")
+    x, labels = rng.standard_normal((2, 4, 3, 32, 32)), rng.integers(0, 10, (2, 4))
+    options = {"lr": 0.01, "weight_decay": 1e-3, **({"momentum": 0.9} if optimizer == "sgd" else {})}
+
+    def fresh(seed):
+        net = bp_network(spec, 10, dtype="float64", seed=seed)
+        return net, bp.make_optimizer(optimizer, net.parameters(), **options)
+
+    net, opt = fresh(0)
+    for step in range(2):
+        train_step(net, opt, x[step], labels[step])
+    first, first_opt = fresh(0)
+    train_step(first, first_opt, x[0], labels[0])
+    resumed, resumed_opt = fresh(1)
+    resumed.load_state_dict(first.state_dict())
+    resumed_opt.load_state_dict(first_opt.state_dict())
+    assert resumed_opt.steps == 1
+    train_step(resumed, resumed_opt, x[1], labels[1])
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[key], value, err_msg=key)
+    with pytest.raises(KeyError, match=r"missing keys \['steps'\]"):
+        resumed_opt.load_state_dict({k: v for k, v in first_opt.state_dict().items() if k != "steps"})

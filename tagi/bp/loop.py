@@ -5,6 +5,7 @@ GPU step never waits for the host. The learning rate is the optimiser's; set it
 per epoch from a schedule (``optimizer.lr = schedule(epoch)``) before calling
 ``train_epoch``.
 """
+import numpy as np
 from tqdm.auto import tqdm
 
 from .loss import log_softmax, softmax_cross_entropy
@@ -40,6 +41,15 @@ def train_epoch(net, optimizer, batches, progress=True, desc="train"):
         seen += len(labels)
     n = max(seen, 1)
     return {"train_error": int(wrong) / n, "train_loss": float(loss_sum) / n, "images": seen}
+
+
+def predict(net, batches, progress=True, desc="test"):
+    """Softmax class probabilities and labels of every sample, in batch order: host arrays (N, K), (N,)."""
+    probs, labels = [], []
+    for x, y in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        probs.append(net.backend.to_numpy(net.backend.xp.exp(log_softmax(net.forward(x)))))
+        labels.append(np.asarray(y))
+    return np.concatenate(probs), np.concatenate(labels)
 
 
 def evaluate(net, batches, progress=True, desc="test"):

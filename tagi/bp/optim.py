@@ -3,24 +3,27 @@
 Weight decay is the L2 penalty ``weight_decay / 2 * ||w||**2`` added to the loss,
 i.e. ``weight_decay * w`` added to the gradient, on parameters with ``decay``
 set (weights, not biases). ``lr`` may be changed between steps (a schedule).
+``state_dict()`` / ``load_state_dict()`` carry the buffers and the step count
+(for a checkpoint); the learning rate is the schedule's business.
 """
+import numpy as np
+
 from ..backends import for_array
-from .checks import check_choice, check_number
-
-
-def _zeros_like(value):
-    return for_array(value).xp.zeros_like(value)
+from .checks import check_choice, check_number, check_state_dict
 
 
 class Optimizer:
-    """Common part: the parameters, the learning rate and the weight decay."""
+    """Common part: the parameters, learning rate, weight decay, per-parameter buffers, step count."""
 
-    def __init__(self, params, lr, weight_decay):
+    def __init__(self, params, lr, weight_decay, buffers):
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__} got no parameters to optimise")
         self.lr = lr
         self.weight_decay = check_number("weight_decay", weight_decay, low=0)
+        self.buffers = {name: [for_array(p.value).xp.zeros_like(p.value) for p in self.params]
+                        for name in buffers}
+        self.steps = 0
 
     @property
     def lr(self):
@@ -38,48 +41,59 @@ class Optimizer:
             return param.grad + self.weight_decay * param.value
         return param.grad
 
+    def step(self):
+        """Update every parameter from its grad, in place."""
+        self.steps += 1
+        for i, param in enumerate(self.params):
+            self.update(param, self.gradient(param), *(self.buffers[name][i] for name in self.buffers))
+
+    def state_dict(self):
+        """{"{buffer}.{index}": host array, ..., "steps": 0-d int array}."""
+        state = {f"{name}.{i}": for_array(b).to_numpy(b).copy()
+                 for name, bufs in self.buffers.items() for i, b in enumerate(bufs)}
+        state["steps"] = np.array(self.steps)
+        return state
+
+    def load_state_dict(self, state):
+        check_state_dict({key: np.shape(value) for key, value in self.state_dict().items()}, state)
+        for name, bufs in self.buffers.items():
+            for i, b in enumerate(bufs):
+                b[...] = for_array(b).asarray(np.asarray(state[f"{name}.{i}"]), dtype=b.dtype)
+        self.steps = int(state["steps"])
+
 
 class SGD(Optimizer):
     """v <- momentum * v + g;  w <- w - lr * v  (v starts at 0; momentum 0 is plain SGD)."""
 
     def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
-        super().__init__(params, lr, weight_decay)
         self.momentum = check_number("momentum", momentum, low=0, high=1, high_open=True)
-        self.velocity = [_zeros_like(param.value) for param in self.params]
+        super().__init__(params, lr, weight_decay, ("velocity",) if self.momentum else ())
 
-    def step(self):
-        for param, v in zip(self.params, self.velocity):
-            g = self.gradient(param)
-            if self.momentum:
-                v *= self.momentum
-                v += g
-                g = v
-            param.value -= self.lr * g
+    def update(self, param, g, velocity=None):
+        if velocity is not None:
+            velocity *= self.momentum
+            velocity += g
+            g = velocity
+        param.value -= self.lr * g
 
 
 class Adam(Optimizer):
-    """Kingma & Ba (2015): bias-corrected first and second moments of g;
+    """Kingma & Ba (2015): bias-corrected first and second moments m, v of g;
     w <- w - lr * m_hat / (sqrt(v_hat) + eps)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr, weight_decay)
         self.beta1 = check_number("beta1", betas[0], low=0, high=1, high_open=True)
         self.beta2 = check_number("beta2", betas[1], low=0, high=1, high_open=True)
         self.eps = check_number("eps", eps, low=0, low_open=True)
-        self.t = 0
-        self.m = [_zeros_like(param.value) for param in self.params]
-        self.v = [_zeros_like(param.value) for param in self.params]
+        super().__init__(params, lr, weight_decay, ("m", "v"))
 
-    def step(self):
-        self.t += 1
-        correct1, correct2 = 1.0 - self.beta1 ** self.t, 1.0 - self.beta2 ** self.t
-        for param, m, v in zip(self.params, self.m, self.v):
-            g = self.gradient(param)
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * g * g
-            param.value -= (self.lr / correct1) * m / ((v / correct2) ** 0.5 + self.eps)
+    def update(self, param, g, m, v):
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2
+        v += (1.0 - self.beta2) * g * g
+        m_hat_scale = self.lr / (1.0 - self.beta1 ** self.steps)
+        param.value -= m_hat_scale * m / ((v / (1.0 - self.beta2 ** self.steps)) ** 0.5 + self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..backends import get_backend
 from ..nn.sequential import DTYPES
+from .checks import check_state_dict
 
 
 class Sequential:
@@ -84,13 +85,6 @@ class Sequential:
         """Set every parameter from ``state``; keys and shapes must match ``state_dict()`` exactly."""
         own = {f"{i}.{name}": param for i, layer in enumerate(self.layers)
                for name, param in layer.params().items()}
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise KeyError(f"state_dict does not fit this network: missing keys {missing}, "
-                           f"unexpected keys {unexpected}")
-        for key, param in own.items():
-            if tuple(np.shape(state[key])) != tuple(param.value.shape):
-                raise ValueError(f"state_dict[{key!r}] has shape {tuple(np.shape(state[key]))}, "
-                                 f"this network expects {tuple(param.value.shape)}")
+        check_state_dict({key: param.value.shape for key, param in own.items()}, state)
         for key, param in own.items():
             param.value = self.backend.asarray(np.array(state[key]), dtype=self.dtype)
