@@ -45,31 +45,37 @@ def test_every_missing_type_is_named_at_once():
         bp_network(spec, 10)
 
 
-def test_same_spec_builds_tagi_and_bp_and_he_init_draws_the_tagi_means():
+def test_same_spec_builds_tagi_and_bp_and_bp_starts_at_the_tagi_means():
+    """Default init "He" is TAGI's rule: same spec and seed give the TAGI network's initial means."""
     spec = architecture("cifar10_3conv")
     tagi_net, bp_net = tagi_network(spec, 11, seed=4), bp_network(spec, 10, seed=4)
     assert tagi_net.output_shape == (11,) and bp_net.output_shape == (10,)
-    for entry in spec["layers"]:
-        if entry["type"] in ("Conv2d", "Linear"):
-            entry["init_method"] = "He"
-    he_net, tagi_state = bp_network(spec, 11, seed=4), tagi_net.state_dict()
-    for key, value in he_net.state_dict().items():
+    tagi_state = tagi_net.state_dict()
+    for key, value in bp_network(spec, 11, seed=4).state_dict().items():
         index, name = key.split(".")
         np.testing.assert_array_equal(value, tagi_state[f"{index}.mu_{name[0]}"])
+        assert value.dtype == np.float32
+
+
+def pytorch_init(spec):
+    for entry in spec["layers"]:
+        if entry["type"] in ("Conv2d", "Linear"):
+            entry["init_method"] = "pytorch"
+    return spec
 
 
 def test_pytorch_init_bounds_and_seeding():
-    net = bp_network(architecture("cifar10_3conv"), 10, seed=0)
+    net = bp_network(pytorch_init(architecture("cifar10_3conv")), 10, seed=0)
     state = net.state_dict()
     for key, fan_in in (("0.weight", 75), ("0.bias", 75), ("3.weight", 800), ("9.weight", 1024)):
         bound = 1 / np.sqrt(fan_in)
         assert np.abs(state[key]).max() <= bound and np.abs(state[key]).max() > 0.9 * bound
-        assert state[key].dtype == np.float32
     assert abs(state["3.weight"].std() - 1 / np.sqrt(3 * 800)) < 0.02 / np.sqrt(800)   # U(-a, a): sd a/sqrt(3)
-    again, other = bp_network(architecture("cifar10_3conv"), 10, seed=0), bp_network(architecture("cifar10_3conv"), 10, seed=1)
+    again = bp_network(pytorch_init(architecture("cifar10_3conv")), 10, seed=0)
+    other = bp_network(pytorch_init(architecture("cifar10_3conv")), 10, seed=1)
     np.testing.assert_array_equal(again.state_dict()["6.weight"], state["6.weight"])
     assert not np.array_equal(other.state_dict()["6.weight"], state["6.weight"])
-    layer = bp.Linear(4, 3, gain_w=0.5, gain_b=2.0)
+    layer = bp.Linear(4, 3, init_method="pytorch", gain_w=0.5, gain_b=2.0)
     bp.Sequential(layer, input_shape=(4,), seed=0)
     assert np.abs(layer.weight.value).max() <= 0.25 and np.abs(layer.bias.value).max() > 0.5
 

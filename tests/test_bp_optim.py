@@ -108,7 +108,7 @@ def params():
     (lambda: bp.make_schedule("constant", 0.1)(0), r"epoch must be an integer >= 1, got 0"),
     (lambda: bp.Dropout(1.0), r"dropout p must be a finite number >= 0 and < 1, got 1.0"),
     (lambda: bp.Dropout(-0.1), r"dropout p .*got -0.1"),
-    (lambda: bp.Linear(3, 2, init_method="kaiming"), r"init_method must be one of \('pytorch', 'He', 'Xavier'\)"),
+    (lambda: bp.Linear(3, 2, init_method="kaiming"), r"init_method must be one of \('He', 'Xavier', 'pytorch'\)"),
     (lambda: bp.Conv2d(3, 2, 3, gain_w=0), r"gain_w must be a finite number > 0"),
 ])
 def test_bad_hyperparameters_are_named(make, message):

@@ -14,7 +14,7 @@ class Conv2d(ParametricLayer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 padding_type="symmetric", init_method="pytorch", gain_w=1.0, gain_b=1.0):
+                 padding_type="symmetric", init_method="He", gain_w=1.0, gain_b=1.0):
         super().__init__(init_method, gain_w, gain_b)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding

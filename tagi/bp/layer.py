@@ -19,7 +19,7 @@ from ..nn.layer import INIT_METHODS as TAGI_INIT_METHODS
 from ..nn.layer import init_scale
 from .checks import check_choice, check_number
 
-INIT_METHODS = ("pytorch",) + TAGI_INIT_METHODS
+INIT_METHODS = TAGI_INIT_METHODS + ("pytorch",)
 
 
 class Parameter:
@@ -58,11 +58,12 @@ class ParametricLayer(Layer):
 
     Initialisation (``init_method``), seeded by the Sequential's generator:
 
-    - ``"pytorch"`` (default): PyTorch's defaults for Linear and Conv2d, weights and
-      biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming-uniform with a = sqrt(5));
-    - ``"He"`` / ``"Xavier"``: TAGI's rule for the initial means (math doc §2.1),
-      N(0, 1/fan_in) or N(0, 2/(fan_in + fan_out)) for weights and biases alike; with
-      the same seed a BP network draws exactly the means of its TAGI twin.
+    - ``"He"`` (default) / ``"Xavier"``: TAGI's rule for the initial means (math doc
+      §2.1), N(0, 1/fan_in) or N(0, 2/(fan_in + fan_out)) for weights and biases alike
+      (TAGI's "He" uses 1, not 2, over fan_in); with the same seed and spec a BP
+      network starts from exactly the means of its TAGI twin;
+    - ``"pytorch"``: PyTorch's defaults for Linear and Conv2d, weights and biases
+      ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming-uniform with a = sqrt(5)).
 
     ``gain_w`` / ``gain_b`` multiply the spread of the initial weights / biases (in
     TAGI they scale the prior standard deviations; point weights have none).
@@ -70,7 +71,7 @@ class ParametricLayer(Layer):
 
     has_params = True
 
-    def __init__(self, init_method="pytorch", gain_w=1.0, gain_b=1.0):
+    def __init__(self, init_method="He", gain_w=1.0, gain_b=1.0):
         self.init_method = check_choice("init_method", init_method, INIT_METHODS)
         self.gain_w = check_number("gain_w", gain_w, low=0, low_open=True)
         self.gain_b = check_number("gain_b", gain_b, low=0, low_open=True)

@@ -11,7 +11,7 @@ class Linear(ParametricLayer):
     must equal C*H*W. Forward takes (B, *in_shape) and returns (B, out_features).
     """
 
-    def __init__(self, in_features, out_features, init_method="pytorch", gain_w=1.0, gain_b=1.0):
+    def __init__(self, in_features, out_features, init_method="He", gain_w=1.0, gain_b=1.0):
         super().__init__(init_method, gain_w, gain_b)
         self.in_features, self.out_features = int(in_features), int(out_features)
 
