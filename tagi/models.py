@@ -4,6 +4,10 @@ An architecture is a list of layer entries ``{"type": "Conv2d", **kwargs}``;
 the keyword arguments are those of the layer class. The output layer's size is
 written ``"outputs"``: the method fills it in (11 for TAGI's hierarchical
 softmax over 10 classes, 10 for a BP softmax).
+
+The tutorial CNNs use layers TAGI lacks (MaxPool2d, LeakyReLU, Dropout): they
+build with ``bp_network`` only. A Linear reads a conv map flattened in (C, H, W)
+order, so no Flatten entry is needed.
 """
 import copy
 
@@ -28,6 +32,56 @@ ARCHITECTURES = {
             {"type": "Linear", "in_features": 64, "out_features": OUTPUTS},
         ],
     },
+    # the PyTorch "Training a classifier" CIFAR-10 tutorial: 32 -> 28 -> 14 -> 10 -> 5
+    "pytorch_tutorial": {
+        "input_shape": (3, 32, 32),
+        "layers": [
+            {"type": "Conv2d", "in_channels": 3, "out_channels": 6, "kernel_size": 5},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 6, "out_channels": 16, "kernel_size": 5},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Linear", "in_features": 16 * 5 * 5, "out_features": 120},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 120, "out_features": 84},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 84, "out_features": OUTPUTS},
+        ],
+    },
+    # the TensorFlow/Keras "Convolutional Neural Network" CIFAR-10 tutorial: 32 -> 30 -> 15 -> 13 -> 6 -> 4
+    "keras_tutorial": {
+        "input_shape": (3, 32, 32),
+        "layers": [
+            {"type": "Conv2d", "in_channels": 3, "out_channels": 32, "kernel_size": 3},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 32, "out_channels": 64, "kernel_size": 3},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 64, "out_channels": 64, "kernel_size": 3},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 64 * 4 * 4, "out_features": 64},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 64, "out_features": OUTPUTS},
+        ],
+    },
+    # 4 conv layers 16-32-32-64, 3x3 "same", LeakyReLU(0.1), a max-pool and dropout after
+    # each pair, FC 256: 32 -> 16 -> 8
+    "cnn4_leaky_dropout": {
+        "input_shape": (3, 32, 32),
+        "layers": [
+            {"type": "Conv2d", "in_channels": 3, "out_channels": 16, "kernel_size": 3, "padding": 1},
+            {"type": "LeakyReLU", "negative_slope": 0.1},
+            {"type": "Conv2d", "in_channels": 16, "out_channels": 32, "kernel_size": 3, "padding": 1},
+            {"type": "LeakyReLU", "negative_slope": 0.1},
+            {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Dropout", "p": 0.25},
+            {"type": "Conv2d", "in_channels": 32, "out_channels": 32, "kernel_size": 3, "padding": 1},
+            {"type": "LeakyReLU", "negative_slope": 0.1},
+            {"type": "Conv2d", "in_channels": 32, "out_channels": 64, "kernel_size": 3, "padding": 1},
+            {"type": "LeakyReLU", "negative_slope": 0.1},
+            {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Dropout", "p": 0.25},
+            {"type": "Linear", "in_features": 64 * 8 * 8, "out_features": 256},
+            {"type": "LeakyReLU", "negative_slope": 0.1}, {"type": "Dropout", "p": 0.5},
+            {"type": "Linear", "in_features": 256, "out_features": OUTPUTS},
+        ],
+    },
 }
 
 
@@ -38,16 +92,32 @@ def architecture(name):
     return copy.deepcopy(ARCHITECTURES[name])
 
 
+def _layer_class(namespace, kind):
+    """The class ``namespace.<kind>`` if it is a layer (a subclass of ``namespace.Layer``), else None."""
+    cls = getattr(namespace, str(kind), None)
+    return cls if isinstance(cls, type) and issubclass(cls, namespace.Layer) else None
+
+
 def build_layers(layers, num_outputs, namespace):
-    """Layer entries -> layer objects taken from ``namespace`` (a module such as ``tagi.nn``)."""
+    """Layer entries -> layer objects taken from ``namespace`` (a module such as ``tagi.nn``).
+
+    Every layer type the namespace lacks is named in one error, before anything is built.
+    """
+    missing = {}
+    for position, entry in enumerate(layers):
+        if _layer_class(namespace, entry.get("type")) is None:
+            missing.setdefault(repr(entry.get("type")), []).append(position)
+    if missing:
+        listed = "; ".join(f"{kind} (layer{'s' if len(at) > 1 else ''} {', '.join(map(str, at))})" for kind, at in missing.items())
+        known = sorted(name for name in dir(namespace) if _layer_class(namespace, name)
+                       and not name.startswith("_") and not name.endswith("Layer"))
+        raise ValueError(f"{namespace.__name__} has no layer of type {listed}; "
+                         f"its layers are {', '.join(known)}")
     built = []
     for position, entry in enumerate(layers):
         kwargs = dict(entry)
-        kind = kwargs.pop("type", None)
-        cls = getattr(namespace, str(kind), None)
-        if not isinstance(cls, type):
-            raise ValueError(f"layer {position}: type {kind!r} is not a layer of "
-                             f"{namespace.__name__}")
+        kind = kwargs.pop("type")
+        cls = _layer_class(namespace, kind)
         kwargs = {key: num_outputs if value == OUTPUTS else value for key, value in kwargs.items()}
         try:
             built.append(cls(**kwargs))
@@ -60,4 +130,12 @@ def tagi_network(spec, num_outputs, **options):
     """A ``tagi.nn.Sequential`` from an architecture spec; options go to Sequential (backend, seed, ...)."""
     from . import nn
     return nn.Sequential(*build_layers(spec["layers"], num_outputs, nn),
+                         input_shape=tuple(spec["input_shape"]), **options)
+
+
+def bp_network(spec, num_classes, **options):
+    """A ``tagi.bp.Sequential`` with ``num_classes`` softmax outputs from an architecture spec;
+    options go to Sequential (backend, dtype, seed)."""
+    from . import bp
+    return bp.Sequential(*build_layers(spec["layers"], num_classes, bp),
                          input_shape=tuple(spec["input_shape"]), **options)

@@ -18,6 +18,13 @@ PARAM_NAMES = ("mu_w", "var_w", "mu_b", "var_b")
 INIT_METHODS = ("He", "Xavier")
 
 
+def init_scale(init_method, fan_in, fan_out):
+    """Math doc §2.1: the std of the initial means; "He" is sqrt(1/fan_in) (1, not 2), else Xavier."""
+    if init_method == "He":
+        return math.sqrt(1.0 / fan_in)
+    return math.sqrt(2.0 / (fan_in + fan_out))
+
+
 class Layer:
     """A layer without parameters (activations, pooling)."""
 
@@ -51,10 +58,7 @@ class ParametricLayer(Layer):
 
     def init_params(self, weight_shape, fan_in, fan_out, dtype, rng):
         """Math doc §2.1: mu ~ N(0, scale**2) for weights and biases; var = (gain * scale)**2."""
-        if self.init_method == "He":
-            scale = math.sqrt(1.0 / fan_in)
-        else:
-            scale = math.sqrt(2.0 / (fan_in + fan_out))
+        scale = init_scale(self.init_method, fan_in, fan_out)
         n_out = weight_shape[0]
         host = {
             "mu_w": rng.normal(0.0, scale, size=weight_shape),
