@@ -4,11 +4,13 @@ A method builds its network from an architecture spec and the config, trains an
 epoch, predicts class probabilities, and hands its state to the checkpoint and
 back. ``make_method(cfg, spec, num_classes)`` picks the class by ``cfg.method.name``.
 """
+import numpy as np
 from omegaconf import OmegaConf
 
-from tagi import nn
-from tagi.loop import predict, train_epoch
-from tagi.models import tagi_network
+from tagi import bp, nn
+from tagi import loop as tagi_loop
+from tagi.bp import loop as bp_loop
+from tagi.models import bp_network, tagi_network
 
 
 class TagiMethod:
@@ -36,13 +38,13 @@ class TagiMethod:
     def train_epoch(self, batches, epoch, progress):
         """-> {"train_error", "sigma_v", "images"}."""
         sigma_v = self.sigma_v(epoch)
-        fit = train_epoch(self.net, self.head, batches, sigma_v, progress=progress,
-                          desc=f"tagi epoch {epoch}")
+        fit = tagi_loop.train_epoch(self.net, self.head, batches, sigma_v, progress=progress,
+                                    desc=f"tagi epoch {epoch}")
         return {**fit, "sigma_v": sigma_v}
 
     def predict(self, batches, progress):
         """-> class probabilities (N, K) and labels (N,), host arrays."""
-        return predict(self.net, self.head, batches, progress=progress)
+        return tagi_loop.predict(self.net, self.head, batches, progress=progress)
 
     def state(self):
         """-> (arrays, meta) to checkpoint: the parameters; no other state."""
@@ -52,7 +54,62 @@ class TagiMethod:
         self.net.load_state_dict(arrays)
 
 
-METHODS = {TagiMethod.name: TagiMethod}
+class BpMethod:
+    """Backprop with softmax cross-entropy, an optimiser (SGD or Adam) and a per-epoch lr schedule.
+
+    Dropout masks are reseeded from (seed, epoch) at the start of every epoch, so a
+    resumed run draws the same masks as an uninterrupted one.
+    """
+
+    name = "bp"
+
+    def __init__(self, cfg, spec, num_classes):
+        self.cfg, self.seed = cfg.method, cfg.seed
+        self.net = bp_network(spec, num_classes, backend=cfg.backend, dtype=cfg.dtype, seed=cfg.seed)
+        opt = self.cfg.optimizer
+        options = {"lr": opt.lr, "weight_decay": opt.weight_decay}
+        if opt.name == "sgd":
+            options["momentum"] = opt.momentum
+        self.optimizer = bp.make_optimizer(opt.name, self.net.parameters(), **options)
+        sched = self.cfg.schedule
+        schedule_options = {"cosine": {"epochs": sched.epochs},
+                            "step": {"step_size": sched.step_size, "gamma": sched.gamma}}
+        self.schedule = bp.make_schedule(sched.name, opt.lr, **schedule_options.get(sched.name, {}))
+
+    def __repr__(self):
+        return (f"{self.net}\n{type(self.optimizer).__name__}, {self.cfg.schedule.name} schedule, "
+                f"{self.net.num_parameters} parameters")
+
+    @property
+    def backend(self):
+        return self.net.backend
+
+    def train_epoch(self, batches, epoch, progress):
+        """-> {"train_error", "train_loss", "lr", "images"}."""
+        self.optimizer.lr = self.schedule(epoch)
+        self.net.reseed(int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]))
+        fit = bp_loop.train_epoch(self.net, self.optimizer, batches, progress=progress,
+                                  desc=f"bp epoch {epoch}")
+        return {**fit, "lr": self.optimizer.lr}
+
+    def predict(self, batches, progress):
+        """-> softmax class probabilities (N, K) and labels (N,), host arrays."""
+        return bp_loop.predict(self.net, batches, progress=progress)
+
+    def state(self):
+        """-> (arrays, meta): the weights under "net.", the optimiser's buffers under "opt."."""
+        arrays = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        arrays.update({f"opt.{k}": v for k, v in self.optimizer.state_dict().items()})
+        return arrays, {}
+
+    def load_state(self, arrays, meta):
+        part = {prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                for prefix in ("net.", "opt.")}
+        self.net.load_state_dict(part["net."])
+        self.optimizer.load_state_dict(part["opt."])
+
+
+METHODS = {TagiMethod.name: TagiMethod, BpMethod.name: BpMethod}
 
 
 def make_method(cfg, spec, num_classes):

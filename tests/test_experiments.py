@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from experiments import checkpoint
 from experiments.table import report, results_table, gather
@@ -50,6 +51,31 @@ def test_kill_and_resume_gives_the_same_metrics(cifar_root, tmp_path):
     resumed = pd.read_csv(killed / "metrics.csv")
     assert len(resumed) == 3
     pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
+
+
+def test_bp_interrupted_mid_run_resumes_exactly(cifar_root, tmp_path, monkeypatch):
+    """Optimiser momentum, lr schedule and dropout masks all continue as if never interrupted."""
+    from experiments import methods
+    layers = ("+model.layers=[{type: Conv2d, in_channels: 3, out_channels: 4, kernel_size: 3, stride: 2},"
+              " {type: ReLU}, {type: Dropout, p: 0.3}, {type: Linear, in_features: 900,"
+              " out_features: outputs}]")
+    cfg = config(f"data.root={cifar_root}", *TINY, "method=bp", "train.epochs=3", "train.batch_size=16",
+                 "model.name=small", "+model.input_shape=[3,32,32]", layers)
+    whole = run(cfg, tmp_path / "whole")
+    real_train_epoch = methods.BpMethod.train_epoch
+
+    def crash_in_epoch_2(self, batches, epoch, progress):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_train_epoch(self, batches, epoch, progress)
+
+    monkeypatch.setattr(methods.BpMethod, "train_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut")
+    monkeypatch.setattr(methods.BpMethod, "train_epoch", real_train_epoch)
+    resumed = run(cfg, tmp_path / "cut")
+    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
+    assert resumed["sigma_v"].isna().all() and resumed["test_error"].between(0, 1).all()
 
 
 def test_checkpoint_refusals(cifar_root, tmp_path):
@@ -107,8 +133,9 @@ def test_every_experiment_runs_in_debug_mode(cifar_root, tmp_path, experiment):
     main_job(f"experiment={experiment}", "debug=on", f"data.root={cifar_root}", *TINY,
              f"hydra.sweep.dir={tmp_path}")
     runs, _ = gather([tmp_path])
-    assert set(runs["method"]) == set(config(f"experiment={experiment}").get("methods", runs["method"]))
-    assert (tmp_path / "table.md").exists()
+    swept = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").hydra.sweeper.params.method
+    assert sorted(runs["method"]) == sorted(swept.split(","))
+    assert (runs["epochs"] == 2).all() and (tmp_path / "table.md").exists()
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])

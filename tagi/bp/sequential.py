@@ -76,6 +76,12 @@ class Sequential:
             grad = self.layers[index].backward(grad, input_grad=input_grad or index > stop)
         return grad if input_grad else None
 
+    def reseed(self, seed):
+        """Restart every random layer's generator (dropout masks) from ``seed``, one stream per layer."""
+        for index, layer in enumerate(self.layers):
+            if hasattr(layer, "reseed"):
+                layer.reseed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+
     def state_dict(self):
         """{"{index}.weight": array, "{index}.bias": array} as host numpy copies; weights shaped like PyTorch's."""
         return {f"{i}.{name}": self.backend.to_numpy(param.value).copy()
