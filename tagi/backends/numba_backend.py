@@ -1,0 +1,198 @@
+"""Numba CPU backend: the reference's ops, with BLAS GEMMs and parallel Numba kernels around them.
+
+Same functions, signatures, ``None`` conventions and results (to float
+round-off) as ``numpy_backend``, which documents every op. Arrays are numpy
+arrays. How it is fast:
+
+- a conv layer gathers its input windows into column matrices
+  (``_numba_kernels.im2col``) a few samples at a time, so each chunk's columns
+  are still in cache when its GEMM reads them and memory stays bounded at any
+  batch size;
+- the forward variance is one GEMM with a doubled inner dimension:
+  ``var_z = [var_w | mu_w**2 + var_w] @ [mu_a**2 ; var_a] + var_b``;
+- means and variances share every gather, scatter and pooling pass, and the
+  bias add rides on the copy of the GEMM output into NCHW order.
+
+Ops with nothing to gain from Numba are the reference's own functions: the
+transfers, the linear layer (three small GEMMs), the output update and Phi.
+
+Threads: Numba's OpenMP workers spin after every kernel by default, on the very
+cores BLAS's threads need for the next GEMM; with two cores that halves the
+speed, and on a busy machine it is 50 times slower. Importing this module
+therefore sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says
+otherwise (it takes effect if Numba has not started its threads yet).
+"""
+import os
+
+import numpy as np
+
+from . import _numba_kernels as kernels
+from . import numpy_backend as reference
+from .numpy_backend import _scale_sums
+# ops with nothing to gain from Numba: the reference's own functions
+from .numpy_backend import (asarray, gaussian_innovations, linear_backward,  # noqa: F401
+                            linear_forward, linear_param_deltas, mixture_relu_forward,
+                            normal_cdf, synchronize, to_numpy)
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+NAME = "numba"
+xp = np
+
+# Elements of the column matrices of one chunk (8 MiB in float32): small enough to stay in cache
+# between the gather and its GEMM, large enough for BLAS to run near full speed.
+CHUNK_FLOATS = 1 << 21
+
+
+def _contiguous(x):
+    return None if x is None else np.ascontiguousarray(x)
+
+
+def _flat(x):
+    return None if x is None else np.ascontiguousarray(x).reshape(-1)
+
+
+def _chunks(batch, floats_per_sample):
+    """(b0, nb) pieces of a batch whose column matrices hold about CHUNK_FLOATS elements each."""
+    step = max(1, min(batch, CHUNK_FLOATS // floats_per_sample))
+    return [(b0, min(step, batch - b0)) for b0 in range(0, batch, step)]
+
+
+# ----------------------------------------------------------------------------- conv2d (§3.3, §5.3, §6.1)
+
+def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
+    """(B, C, H, W) inputs, (Co, C, K, K) weights, (Co,) biases -> mu_z, var_z (B, Co, Ho, Wo)."""
+    batch, c_out, p = mu_a.shape[0], mu_w.shape[0], g.patch_size
+    area, dtype = g.out_height * g.out_width, mu_a.dtype
+    window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
+    mu_a, var_a = _contiguous(mu_a), _contiguous(var_a)
+    w_mu = mu_w.reshape(c_out, p)
+    mu_z = np.empty((batch, c_out, area), dtype)
+    shape = (batch, c_out, g.out_height, g.out_width)
+    if var_w is None:
+        for b0, nb in _chunks(batch, p * area):
+            cols = np.empty((p, nb * area), dtype)
+            kernels.im2col(mu_a, b0, *window, cols, None)
+            kernels.cols_to_images(w_mu @ cols, mu_b, b0, mu_z)
+        return mu_z.reshape(shape), None
+    var_z = np.empty_like(mu_z)
+    w_var = var_w.reshape(c_out, p)
+    # variance columns [mu_a**2] for an exact input, else [mu_a**2 ; var_a]: one GEMM
+    w_cat = w_var if var_a is None else np.concatenate([w_var, w_mu * w_mu + w_var], axis=1)
+    for b0, nb in _chunks(batch, (p + w_cat.shape[1]) * area):
+        cols = np.empty((p, nb * area), dtype)
+        cols_var = np.empty((w_cat.shape[1], nb * area), dtype)
+        kernels.im2col(mu_a, b0, *window, cols, cols_var[:p])
+        if var_a is not None:
+            kernels.im2col(var_a, b0, *window, cols_var[p:], None)
+        kernels.cols_to_images(w_mu @ cols, mu_b, b0, mu_z)
+        kernels.cols_to_images(w_cat @ cols_var, var_b, b0, var_z)
+    return mu_z.reshape(shape), var_z.reshape(shape)
+
+
+def conv2d_backward(delta_mu, delta_var, mu_w, g):
+    """Output innovations (B, Co, Ho, Wo) -> input innovations (B, C, H, W): transposed correlation."""
+    batch, c_out = delta_mu.shape[:2]
+    area, dtype = g.out_height * g.out_width, delta_mu.dtype
+    window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
+    w_mu = mu_w.reshape(c_out, -1)
+    shape = (batch, g.channels, g.height, g.width)
+    pairs = [(delta_mu, w_mu)] + ([] if delta_var is None else [(delta_var, w_mu * w_mu)])
+    out = []
+    for delta, weights in pairs:          # the mean, then the variance with mu_w**2
+        delta = np.ascontiguousarray(delta).reshape(batch, c_out, area)
+        d_in = np.empty(shape, dtype)
+        for b0, nb in _chunks(batch, g.patch_size * area):
+            d_cols = np.empty((c_out, nb * area), dtype)
+            kernels.images_to_cols(delta, b0, d_cols)
+            kernels.col2im(weights.T @ d_cols, b0, *window, d_in)
+        out.append(d_in)
+    return out[0], out[1] if delta_var is not None else None
+
+
+def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
+    """Deltas summed over batch and positions: dmu_w, dvar_w (Co, C, K, K); dmu_b, dvar_b (Co,)."""
+    batch, c_out, p = delta_mu.shape[0], delta_mu.shape[1], g.patch_size
+    area, dtype = g.out_height * g.out_width, delta_mu.dtype
+    window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
+    mu_a = np.ascontiguousarray(mu_a)
+    deltas = [np.ascontiguousarray(d).reshape(batch, c_out, area)
+              for d in (delta_mu, delta_var) if d is not None]
+    sums_w = [np.zeros((c_out, p), dtype) for _ in deltas]      # sum a * dmu, sum a**2 * dvar
+    sums_b = [np.zeros(c_out, dtype) for _ in deltas]           # sum dmu, sum dvar
+    for b0, nb in _chunks(batch, len(deltas) * p * area):
+        cols = [np.empty((p, nb * area), dtype) for _ in deltas]     # mu_a [, mu_a**2]
+        kernels.im2col(mu_a, b0, *window, cols[0], cols[1] if len(cols) > 1 else None)
+        for delta, col, sum_w, sum_b in zip(deltas, cols, sums_w, sums_b):
+            d_cols = np.empty((c_out, nb * area), dtype)
+            kernels.images_to_cols(delta, b0, d_cols)
+            sum_w += d_cols @ col.T
+            sum_b += d_cols.sum(axis=1)
+    w_shape = (c_out, g.channels, g.kernel, g.kernel)
+    sums_w = [s.reshape(w_shape) for s in sums_w] + [None]
+    sums_b = sums_b + [None]
+    return _scale_sums([sums_w[0], sums_w[1], sums_b[0], sums_b[1]], var_w, var_b)
+
+
+# ----------------------------------------------------------------------------- average pooling (§3.4, §5.4)
+
+def avgpool2d_forward(mu_a, var_a, g):
+    """(B, C, H, W) -> (B, C, Ho, Wo): window sums over K**2 (mean) and K**4 (variance)."""
+    k2, shape = g.kernel * g.kernel, (mu_a.shape[0], g.channels, g.out_height, g.out_width)
+    out = []
+    for x, divisor in ((mu_a, k2), (var_a, k2 * k2)):
+        if x is None:
+            out.append(None)
+            continue
+        pooled = np.empty(shape, x.dtype)
+        kernels.pool_sum(np.ascontiguousarray(x), g.kernel, g.stride, g.pad_begin,
+                         x.dtype.type(divisor), pooled)
+        out.append(pooled)
+    return out[0], out[1]
+
+
+def avgpool2d_backward(delta_mu, delta_var, g):
+    """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W)."""
+    k2, shape = g.kernel * g.kernel, (delta_mu.shape[0], g.channels, g.height, g.width)
+    out = []
+    for delta, scale in ((delta_mu, 1.0 / k2), (delta_var, 1.0 / (k2 * k2))):
+        if delta is None:
+            out.append(None)
+            continue
+        spread = np.empty(shape, delta.dtype)
+        kernels.pool_spread(np.ascontiguousarray(delta), g.kernel, g.stride, g.pad_begin,
+                            delta.dtype.type(scale), spread)
+        out.append(spread)
+    return out[0], out[1]
+
+
+# ----------------------------------------------------------------------------- activations (§3.5)
+
+def relu_forward(mu_z, var_z):
+    """Linearised ReLU: mu_a, var_a and the Jacobian J (1 where mu_z > 0, else 0), all like mu_z."""
+    mu_z = np.ascontiguousarray(mu_z)
+    mu_a, jac = np.empty_like(mu_z), np.empty_like(mu_z)
+    var_a = None if var_z is None else np.empty_like(mu_z)
+    kernels.relu(mu_z.reshape(-1), _flat(var_z), mu_a.reshape(-1), _flat(var_a), jac.reshape(-1))
+    return mu_a, var_a, jac
+
+
+def scale_by_jacobian(delta_mu, delta_var, jac):
+    """Innovations of an activation's output -> of its input: J * delta_mu, J**2 * delta_var."""
+    delta_mu = np.ascontiguousarray(delta_mu)
+    out_mu = np.empty_like(delta_mu)
+    out_var = None if delta_var is None else np.empty_like(delta_mu)
+    kernels.scale_by_jacobian(delta_mu.reshape(-1), _flat(delta_var), _flat(jac),
+                              out_mu.reshape(-1), _flat(out_var))
+    return out_mu, out_var
+
+
+# ----------------------------------------------------------------------------- step (§6.2)
+
+def capped_update(mu, var, delta_mu, delta_var, cap_factor):
+    """In place: add each delta clipped to sqrt(prior var) / cap_factor; floor variances at 1e-5."""
+    if not (mu.flags.c_contiguous and var.flags.c_contiguous):   # no flat view to write through
+        reference.capped_update(mu, var, delta_mu, delta_var, cap_factor)
+        return
+    kernels.capped_update(mu.reshape(-1), var.reshape(-1), _flat(delta_mu), _flat(delta_var),
+                          var.dtype.type(cap_factor))
