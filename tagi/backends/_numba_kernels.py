@@ -55,12 +55,12 @@ def col2im(cols, b0, kernel, stride, pad, ho, wo, out):
 
 
 @njit(cache=True)
-def _shift_masks(kernel, pad, height, width, sign):
-    """inside[kx, i]: column i % W + sign*(kx - pad) of cell i of an (H, W) map is inside it."""
-    inside = np.empty((kernel, height * width), np.bool_)
+def _column_masks(kernel, pad, count, period, stride, sign, width):
+    """inside[kx, i]: column (i % period)*stride + sign*(kx - pad) lies in [0, width)."""
+    inside = np.empty((kernel, count), np.bool_)
     for kx in range(kernel):
-        for i in range(height * width):
-            inside[kx, i] = 0 <= i % width + sign * (kx - pad) < width
+        for i in range(count):
+            inside[kx, i] = 0 <= (i % period) * stride + sign * (kx - pad) < width
     return inside
 
 
@@ -72,7 +72,7 @@ def _im2col_same(x, b0, kernel, pad, cols, cols_sq):
     kk, area = kernel * kernel, height * width
     nb = cols.shape[1] // area
     zero = x.dtype.type(0)
-    inside = _shift_masks(kernel, pad, height, width, 1)
+    inside = _column_masks(kernel, pad, area, width, 1, 1, width)
     for t in prange(cols.shape[0] * nb):
         row, b = t // nb, t % nb
         c, ky, kx = row // kk, (row % kk) // kernel, row % kernel
@@ -126,7 +126,7 @@ def _col2im_same(cols, b0, kernel, pad, out):
     area = height * width
     nb = cols.shape[1] // area
     zero = cols.dtype.type(0)
-    inside = _shift_masks(kernel, pad, height, width, -1)
+    inside = _column_masks(kernel, pad, area, width, 1, -1, width)
     for t in prange(nb * channels):
         b, c = t // channels, t % channels
         plane = out[b0 + b, c].reshape(-1)
@@ -195,19 +195,42 @@ def images_to_cols(x, b0, out):
 
 @njit(parallel=True, cache=True)
 def pool_sum(x, kernel, stride, pad, divisor, out):
-    """out (B, C, Ho, Wo) = (sum of x (B, C, H, W) over each window) / divisor; padding reads 0."""
+    """out (B, C, Ho, Wo) = (sum of x (B, C, H, W) over each window) / divisor; padding reads 0.
+
+    Separable: first the sums of each window's K input rows (whole rows, long loops), then
+    the sums of K strided cells of those; when W = stride*Wo (windows tile the rows, as in
+    the CIFAR pools) the second pass runs over the flattened plane, one loop per kx.
+    """
     batch, channels, height, width = x.shape
     ho, wo = out.shape[2], out.shape[3]
+    zero = x.dtype.type(0)
+    flat = width == stride * wo
+    inside = _column_masks(kernel, pad, ho * wo, wo, stride, 1, width)
     for t in prange(batch * channels):
         b, c = t // channels, t % channels
+        rows = np.zeros((ho, width), x.dtype)             # rows[oy] = sum of window row oy's inputs
+        for oy in range(ho):
+            ky_lo, ky_hi = _valid(kernel, 1, oy * stride - pad, height)
+            dst = rows[oy]
+            for ky in range(ky_lo, ky_hi):
+                src = x[b, c, oy * stride + ky - pad]
+                for i in range(width):
+                    dst[i] += src[i]
         plane = out[b, c]
-        plane[:] = 0
-        for ky in range(kernel):
-            oy_lo, oy_hi = _valid(ho, stride, ky - pad, height)
-            for kx in range(kernel):
+        plane[:] = zero
+        for kx in range(kernel):
+            if flat:                                      # window i reads rows.flat[stride*i + kx - pad]
+                lo, hi = _valid(ho * wo, stride, kx - pad, ho * width)
+                src = rows.reshape(-1)[stride * lo + kx - pad::stride]
+                dst = plane.reshape(-1)[lo:hi]
+                mask = inside[kx, lo:hi]
+                for i in range(hi - lo):
+                    v = src[i]
+                    dst[i] += v if mask[i] else zero
+            else:
                 ox_lo, ox_hi = _valid(wo, stride, kx - pad, width)
-                for oy in range(oy_lo, oy_hi):
-                    src = x[b, c, oy * stride + ky - pad, ox_lo * stride + kx - pad::stride]
+                for oy in range(ho):
+                    src = rows[oy, ox_lo * stride + kx - pad::stride]
                     dst = plane[oy, ox_lo:ox_hi]
                     for i in range(ox_hi - ox_lo):
                         dst[i] += src[i]

@@ -95,17 +95,17 @@ def conv2d_backward(delta_mu, delta_var, mu_w, g):
     batch, c_out = delta_mu.shape[:2]
     area, dtype = g.out_height * g.out_width, delta_mu.dtype
     window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
-    w_mu = mu_w.reshape(c_out, -1)
+    w_t = np.ascontiguousarray(mu_w.reshape(c_out, -1).T)     # (C*K*K, Co): BLAS likes it copied
     shape = (batch, g.channels, g.height, g.width)
-    pairs = [(delta_mu, w_mu)] + ([] if delta_var is None else [(delta_var, w_mu * w_mu)])
+    pairs = [(delta_mu, w_t)] + ([] if delta_var is None else [(delta_var, w_t * w_t)])
     out = []
-    for delta, weights in pairs:          # the mean, then the variance with mu_w**2
+    for delta, weights in pairs:          # the mean with mu_w, then the variance with mu_w**2
         delta = np.ascontiguousarray(delta).reshape(batch, c_out, area)
         d_in = np.empty(shape, dtype)
         for b0, nb in _chunks(batch, g.patch_size * area):
             d_cols = np.empty((c_out, nb * area), dtype)
             kernels.images_to_cols(delta, b0, d_cols)
-            kernels.col2im(weights.T @ d_cols, b0, *window, d_in)
+            kernels.col2im(weights @ d_cols, b0, *window, d_in)
         out.append(d_in)
     return out[0], out[1] if delta_var is not None else None
 
@@ -118,7 +118,7 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
     mu_a = np.ascontiguousarray(mu_a)
     deltas = [np.ascontiguousarray(d).reshape(batch, c_out, area)
               for d in (delta_mu, delta_var) if d is not None]
-    sums_w = [np.zeros((c_out, p), dtype) for _ in deltas]      # sum a * dmu, sum a**2 * dvar
+    sums_w = [np.zeros((p, c_out), dtype) for _ in deltas]      # sum a * dmu, sum a**2 * dvar
     sums_b = [np.zeros(c_out, dtype) for _ in deltas]           # sum dmu, sum dvar
     for b0, nb in _chunks(batch, len(deltas) * p * area):
         cols = [np.empty((p, nb * area), dtype) for _ in deltas]     # mu_a [, mu_a**2]
@@ -126,10 +126,10 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
         for delta, col, sum_w, sum_b in zip(deltas, cols, sums_w, sums_b):
             d_cols = np.empty((c_out, nb * area), dtype)
             kernels.images_to_cols(delta, b0, d_cols)
-            sum_w += d_cols @ col.T
+            sum_w += col @ d_cols.T          # (C*K*K, Co): BLAS runs this one faster than its transpose
             sum_b += d_cols.sum(axis=1)
     w_shape = (c_out, g.channels, g.kernel, g.kernel)
-    sums_w = [s.reshape(w_shape) for s in sums_w] + [None]
+    sums_w = [np.ascontiguousarray(s.T).reshape(w_shape) for s in sums_w] + [None]
     sums_b = sums_b + [None]
     return _scale_sums([sums_w[0], sums_w[1], sums_b[0], sums_b[1]], var_w, var_b)
 
