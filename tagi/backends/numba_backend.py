@@ -39,9 +39,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 NAME = "numba"
 xp = np
 
-# Elements of the column matrices of one chunk (8 MiB in float32): small enough to stay in cache
-# between the gather and its GEMM, large enough for BLAS to run near full speed.
-CHUNK_FLOATS = 1 << 21
+# Elements of the column matrices of one chunk of samples (4 MiB in float32): small enough to
+# stay in cache between the gather and its GEMM, and to bound memory at any batch size.
+CHUNK_FLOATS = 1 << 20
 
 
 def _contiguous(x):
@@ -52,9 +52,9 @@ def _flat(x):
     return None if x is None else np.ascontiguousarray(x).reshape(-1)
 
 
-def _chunks(batch, floats_per_sample):
-    """(b0, nb) pieces of a batch whose column matrices hold about CHUNK_FLOATS elements each."""
-    step = max(1, min(batch, CHUNK_FLOATS // floats_per_sample))
+def _chunks(batch, area, rows):
+    """(b0, nb) pieces of a batch, for column matrices of ``rows`` rows and ``area`` columns per sample."""
+    step = max(CHUNK_FLOATS // (rows * area), 1)
     return [(b0, min(step, batch - b0)) for b0 in range(0, batch, step)]
 
 
@@ -70,7 +70,7 @@ def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
     mu_z = np.empty((batch, c_out, area), dtype)
     shape = (batch, c_out, g.out_height, g.out_width)
     if var_w is None:
-        for b0, nb in _chunks(batch, p * area):
+        for b0, nb in _chunks(batch, area, p):
             cols = np.empty((p, nb * area), dtype)
             kernels.im2col(mu_a, b0, *window, cols, None)
             kernels.cols_to_images(w_mu @ cols, mu_b, b0, mu_z)
@@ -79,7 +79,7 @@ def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
     w_var = var_w.reshape(c_out, p)
     # variance columns [mu_a**2] for an exact input, else [mu_a**2 ; var_a]: one GEMM
     w_cat = w_var if var_a is None else np.concatenate([w_var, w_mu * w_mu + w_var], axis=1)
-    for b0, nb in _chunks(batch, (p + w_cat.shape[1]) * area):
+    for b0, nb in _chunks(batch, area, p + w_cat.shape[1]):
         cols = np.empty((p, nb * area), dtype)
         cols_var = np.empty((w_cat.shape[1], nb * area), dtype)
         kernels.im2col(mu_a, b0, *window, cols, cols_var[:p])
@@ -102,7 +102,7 @@ def conv2d_backward(delta_mu, delta_var, mu_w, g):
     for delta, weights in pairs:          # the mean with mu_w, then the variance with mu_w**2
         delta = np.ascontiguousarray(delta).reshape(batch, c_out, area)
         d_in = np.empty(shape, dtype)
-        for b0, nb in _chunks(batch, g.patch_size * area):
+        for b0, nb in _chunks(batch, area, g.patch_size):
             d_cols = np.empty((c_out, nb * area), dtype)
             kernels.images_to_cols(delta, b0, d_cols)
             kernels.col2im(weights @ d_cols, b0, *window, d_in)
@@ -120,7 +120,7 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
               for d in (delta_mu, delta_var) if d is not None]
     sums_w = [np.zeros((p, c_out), dtype) for _ in deltas]      # sum a * dmu, sum a**2 * dvar
     sums_b = [np.zeros(c_out, dtype) for _ in deltas]           # sum dmu, sum dvar
-    for b0, nb in _chunks(batch, len(deltas) * p * area):
+    for b0, nb in _chunks(batch, area, len(deltas) * p):
         cols = [np.empty((p, nb * area), dtype) for _ in deltas]     # mu_a [, mu_a**2]
         kernels.im2col(mu_a, b0, *window, cols[0], cols[1] if len(cols) > 1 else None)
         for delta, col, sum_w, sum_b in zip(deltas, cols, sums_w, sums_b):
