@@ -10,8 +10,10 @@ arrays. How it is fast:
   batch size;
 - the forward variance is one GEMM with a doubled inner dimension:
   ``var_z = [var_w | mu_w**2 + var_w] @ [mu_a**2 ; var_a] + var_b``;
-- means and variances share every gather, scatter and pooling pass, and the
-  bias add rides on the copy of the GEMM output into NCHW order.
+- one gather writes both the window cells and their squares, the bias add
+  rides on the copy of the GEMM output into NCHW order, the ReLU writes its
+  three outputs in one pass, and pooling sums rows before columns
+  (separable windows, long vectorised loops).
 
 Ops with nothing to gain from Numba are the reference's own functions: the
 transfers, the linear layer (three small GEMMs), the output update and Phi.
@@ -92,22 +94,23 @@ def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
 
 def conv2d_backward(delta_mu, delta_var, mu_w, g):
     """Output innovations (B, Co, Ho, Wo) -> input innovations (B, C, H, W): transposed correlation."""
-    batch, c_out = delta_mu.shape[:2]
-    area, dtype = g.out_height * g.out_width, delta_mu.dtype
-    window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
-    w_t = np.ascontiguousarray(mu_w.reshape(c_out, -1).T)     # (C*K*K, Co): BLAS likes it copied
-    shape = (batch, g.channels, g.height, g.width)
-    pairs = [(delta_mu, w_t)] + ([] if delta_var is None else [(delta_var, w_t * w_t)])
-    out = []
-    for delta, weights in pairs:          # the mean with mu_w, then the variance with mu_w**2
-        delta = np.ascontiguousarray(delta).reshape(batch, c_out, area)
-        d_in = np.empty(shape, dtype)
-        for b0, nb in _chunks(batch, area, g.patch_size):
-            d_cols = np.empty((c_out, nb * area), dtype)
-            kernels.images_to_cols(delta, b0, d_cols)
-            kernels.col2im(weights @ d_cols, b0, *window, d_in)
-        out.append(d_in)
-    return out[0], out[1] if delta_var is not None else None
+    w_t = np.ascontiguousarray(mu_w.reshape(mu_w.shape[0], -1).T)   # (C*K*K, Co): BLAS prefers a copy
+    d_mu = _correlate_transposed(delta_mu, w_t, g)
+    return d_mu, None if delta_var is None else _correlate_transposed(delta_var, w_t * w_t, g)
+
+
+def _correlate_transposed(delta, w_t, g):
+    """(B, Co, Ho, Wo) -> (B, C, H, W): col2im of w_t @ delta's columns, chunk by chunk."""
+    batch, c_out = delta.shape[:2]
+    area = g.out_height * g.out_width
+    delta = np.ascontiguousarray(delta).reshape(batch, c_out, area)
+    d_in = np.empty((batch, g.channels, g.height, g.width), delta.dtype)
+    for b0, nb in _chunks(batch, area, g.patch_size):
+        d_cols = np.empty((c_out, nb * area), delta.dtype)
+        kernels.images_to_cols(delta, b0, d_cols)
+        kernels.col2im(w_t @ d_cols, b0, g.kernel, g.stride, g.pad_begin, g.out_height,
+                       g.out_width, d_in)
+    return d_in
 
 
 def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
@@ -116,54 +119,52 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
     area, dtype = g.out_height * g.out_width, delta_mu.dtype
     window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
     mu_a = np.ascontiguousarray(mu_a)
+    # moment 0 pairs the window cells mu_a with delta_mu, moment 1 their squares with delta_var
     deltas = [np.ascontiguousarray(d).reshape(batch, c_out, area)
               for d in (delta_mu, delta_var) if d is not None]
-    sums_w = [np.zeros((p, c_out), dtype) for _ in deltas]      # sum a * dmu, sum a**2 * dvar
-    sums_b = [np.zeros(c_out, dtype) for _ in deltas]           # sum dmu, sum dvar
+    sums_w = [np.zeros((p, c_out), dtype) for _ in deltas]
+    sums_b = [np.zeros(c_out, dtype) for _ in deltas]
     for b0, nb in _chunks(batch, area, len(deltas) * p):
-        cols = [np.empty((p, nb * area), dtype) for _ in deltas]     # mu_a [, mu_a**2]
-        kernels.im2col(mu_a, b0, *window, cols[0], cols[1] if len(cols) > 1 else None)
+        cols = [np.empty((p, nb * area), dtype) for _ in deltas]
+        kernels.im2col(mu_a, b0, *window, cols[0], cols[1] if len(cols) == 2 else None)
         for delta, col, sum_w, sum_b in zip(deltas, cols, sums_w, sums_b):
             d_cols = np.empty((c_out, nb * area), dtype)
             kernels.images_to_cols(delta, b0, d_cols)
-            sum_w += col @ d_cols.T          # (C*K*K, Co): BLAS runs this one faster than its transpose
+            sum_w += col @ d_cols.T          # (C*K*K, Co): BLAS runs this faster than its transpose
             sum_b += d_cols.sum(axis=1)
     w_shape = (c_out, g.channels, g.kernel, g.kernel)
-    sums_w = [np.ascontiguousarray(s.T).reshape(w_shape) for s in sums_w] + [None]
-    sums_b = sums_b + [None]
-    return _scale_sums([sums_w[0], sums_w[1], sums_b[0], sums_b[1]], var_w, var_b)
+    dmu_w, dvar_w = ([np.ascontiguousarray(s.T).reshape(w_shape) for s in sums_w] + [None])[:2]
+    dmu_b, dvar_b = (sums_b + [None])[:2]
+    return _scale_sums([dmu_w, dvar_w, dmu_b, dvar_b], var_w, var_b)
 
 
 # ----------------------------------------------------------------------------- average pooling (§3.4, §5.4)
 
 def avgpool2d_forward(mu_a, var_a, g):
     """(B, C, H, W) -> (B, C, Ho, Wo): window sums over K**2 (mean) and K**4 (variance)."""
-    k2, shape = g.kernel * g.kernel, (mu_a.shape[0], g.channels, g.out_height, g.out_width)
-    out = []
-    for x, divisor in ((mu_a, k2), (var_a, k2 * k2)):
-        if x is None:
-            out.append(None)
-            continue
-        pooled = np.empty(shape, x.dtype)
-        kernels.pool_sum(np.ascontiguousarray(x), g.kernel, g.stride, g.pad_begin,
-                         x.dtype.type(divisor), pooled)
-        out.append(pooled)
-    return out[0], out[1]
+    k2 = g.kernel * g.kernel
+    return _pool_sum(mu_a, k2, g), None if var_a is None else _pool_sum(var_a, k2 * k2, g)
+
+
+def _pool_sum(x, divisor, g):
+    out = np.empty((x.shape[0], g.channels, g.out_height, g.out_width), x.dtype)
+    kernels.pool_sum(np.ascontiguousarray(x), g.kernel, g.stride, g.pad_begin,
+                     x.dtype.type(divisor), out)
+    return out
 
 
 def avgpool2d_backward(delta_mu, delta_var, g):
     """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W)."""
-    k2, shape = g.kernel * g.kernel, (delta_mu.shape[0], g.channels, g.height, g.width)
-    out = []
-    for delta, scale in ((delta_mu, 1.0 / k2), (delta_var, 1.0 / (k2 * k2))):
-        if delta is None:
-            out.append(None)
-            continue
-        spread = np.empty(shape, delta.dtype)
-        kernels.pool_spread(np.ascontiguousarray(delta), g.kernel, g.stride, g.pad_begin,
-                            delta.dtype.type(scale), spread)
-        out.append(spread)
-    return out[0], out[1]
+    k2 = g.kernel * g.kernel
+    return (_pool_spread(delta_mu, 1.0 / k2, g),
+            None if delta_var is None else _pool_spread(delta_var, 1.0 / (k2 * k2), g))
+
+
+def _pool_spread(delta, scale, g):
+    out = np.empty((delta.shape[0], g.channels, g.height, g.width), delta.dtype)
+    kernels.pool_spread(np.ascontiguousarray(delta), g.kernel, g.stride, g.pad_begin,
+                        delta.dtype.type(scale), out)
+    return out
 
 
 # ----------------------------------------------------------------------------- activations (§3.5)
