@@ -225,3 +225,13 @@ def test_numba_chunks_agree_with_one_chunk(rng, monkeypatch):
     for (op, args), want in zip(ops, whole):
         for got, w in zip(run(numba_backend, op, *args), want):
             np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-12 * np.abs(w).max(), err_msg=op)
+
+
+def test_auto_picks_numba_without_a_gpu():
+    if _gpu_present():
+        pytest.skip("a GPU is present: auto picks cupy")
+    try:
+        get_backend("numba")
+    except ImportError as err:
+        pytest.skip(str(err))
+    assert get_backend("auto").NAME == "numba"
