@@ -34,24 +34,28 @@ def is_same_conv(height, width, stride, ho, wo):
 
 # ----------------------------------------------------------------------------- columns <-> images
 
-def im2col(x, b0, kernel, stride, pad, ho, wo, cols, cols_sq):
+def im2col(x, x_var, b0, kernel, stride, pad, ho, wo, cols, cols_sq, cols_var):
     """x (B, C, H, W) -> cols (C*K*K, nb*Ho*Wo) for samples b0.., padding reads 0.
 
-    ``cols_sq`` (same shape, optional) receives the squares of the same cells.
+    Optional, in the same pass: ``cols_sq`` receives the squares of the cells of x,
+    ``cols_var`` the cells of ``x_var`` (a second map shaped like x).
     """
     if is_same_conv(x.shape[2], x.shape[3], stride, ho, wo):
-        _im2col_same(x, b0, kernel, pad, cols, cols_sq)
+        _im2col_same(x, x_var, b0, kernel, pad, cols, cols_sq, cols_var)
     else:
-        _im2col_rows(x, b0, kernel, stride, pad, ho, wo, cols, cols_sq)
+        _im2col_rows(x, x_var, b0, kernel, stride, pad, ho, wo, cols, cols_sq, cols_var)
 
 
-def col2im(cols, b0, kernel, stride, pad, ho, wo, out):
+def col2im(cols, cols_var, b0, kernel, stride, pad, ho, wo, out, out_var):
     """cols (C*K*K, nb*Ho*Wo) -> out[b0:b0+nb] of out (B, C, H, W): every input cell gets the
-    sum of its copies in the windows that read it (copies in padding are dropped)."""
+    sum of its copies in the windows that read it (copies in padding are dropped).
+
+    ``cols_var -> out_var`` likewise, in the same pass (optional).
+    """
     if is_same_conv(out.shape[2], out.shape[3], stride, ho, wo):
-        _col2im_same(cols, b0, kernel, pad, out)
+        _col2im_same(cols, cols_var, b0, kernel, pad, out, out_var)
     else:
-        _col2im_rows(cols, b0, kernel, stride, pad, ho, wo, out)
+        _col2im_rows(cols, cols_var, b0, kernel, stride, pad, ho, wo, out, out_var)
 
 
 @njit(cache=True)
@@ -64,112 +68,147 @@ def _column_masks(kernel, pad, count, period, stride, sign, width):
     return inside
 
 
+@njit(cache=True)
+def _square(src, dst):
+    for i in range(dst.size):
+        dst[i] = src[i] * src[i]
+
+
+@njit(cache=True)
+def _shifted_copy(plane, shift, inside, dst):
+    """dst[i] = plane[i + shift] where inside[i], else 0 (plane, inside, dst: flat (H*W,) maps)."""
+    zero = dst.dtype.type(0)
+    lo = max(0, -shift)
+    hi = max(lo, min(dst.size, dst.size - shift))
+    dst[:lo] = zero
+    dst[hi:] = zero
+    src, mask, mid = plane[lo + shift:hi + shift], inside[lo:hi], dst[lo:hi]
+    for i in range(hi - lo):
+        v = src[i]
+        mid[i] = v if mask[i] else zero
+
+
 @njit(parallel=True, cache=True)
-def _im2col_same(x, b0, kernel, pad, cols, cols_sq):
+def _im2col_same(x, x_var, b0, kernel, pad, cols, cols_sq, cols_var):
     """im2col of a stride-1 'same' window: the row of cell (c, ky, kx) is channel c shifted by
     (ky - pad)*W + kx - pad in flat (H*W) order, with the columns that wrapped set to 0."""
     height, width = x.shape[2], x.shape[3]
     kk, area = kernel * kernel, height * width
     nb = cols.shape[1] // area
-    zero = x.dtype.type(0)
     inside = _column_masks(kernel, pad, area, width, 1, 1, width)
     for t in prange(cols.shape[0] * nb):
         row, b = t // nb, t % nb
         c, ky, kx = row // kk, (row % kk) // kernel, row % kernel
-        shift = (ky - pad) * width + kx - pad
-        lo = max(0, -shift)
-        hi = max(lo, min(area, area - shift))
-        src = x[b0 + b, c].reshape(-1)[lo + shift:hi + shift]
-        mask = inside[kx, lo:hi]
-        dst = cols[row, b * area:(b + 1) * area]
-        dst[:lo] = zero
-        dst[hi:] = zero
-        mid = dst[lo:hi]
-        for i in range(hi - lo):
-            v = src[i]
-            mid[i] = v if mask[i] else zero
+        shift, span = (ky - pad) * width + kx - pad, slice(b * area, (b + 1) * area)
+        _shifted_copy(x[b0 + b, c].reshape(-1), shift, inside[kx], cols[row, span])
         if cols_sq is not None:
-            dst_sq = cols_sq[row, b * area:(b + 1) * area]
-            for i in range(area):
-                dst_sq[i] = dst[i] * dst[i]
+            _square(cols[row, span], cols_sq[row, span])
+        if x_var is not None:
+            _shifted_copy(x_var[b0 + b, c].reshape(-1), shift, inside[kx], cols_var[row, span])
+
+
+@njit(cache=True)
+def _window_rows(plane, ky, kx, stride, pad, ho, wo, dst):
+    """dst (Ho*Wo,) = cell (ky, kx) of every window over plane (H, W), 0 in padding."""
+    ox_lo, ox_hi = _valid(wo, stride, kx - pad, plane.shape[1])
+    oy_lo, oy_hi = _valid(ho, stride, ky - pad, plane.shape[0])
+    dst[:] = 0
+    for oy in range(oy_lo, oy_hi):
+        src = plane[oy * stride + ky - pad, ox_lo * stride + kx - pad::stride]
+        seg = dst[oy * wo + ox_lo:oy * wo + ox_hi]
+        for i in range(ox_hi - ox_lo):
+            seg[i] = src[i]
 
 
 @njit(parallel=True, cache=True)
-def _im2col_rows(x, b0, kernel, stride, pad, ho, wo, cols, cols_sq):
+def _im2col_rows(x, x_var, b0, kernel, stride, pad, ho, wo, cols, cols_sq, cols_var):
     """im2col of any window, one output row at a time."""
-    height, width = x.shape[2], x.shape[3]
     kk, area = kernel * kernel, ho * wo
     nb = cols.shape[1] // area
-    zero = x.dtype.type(0)
     for t in prange(cols.shape[0] * nb):
         row, b = t // nb, t % nb
         c, ky, kx = row // kk, (row % kk) // kernel, row % kernel
-        oy_lo, oy_hi = _valid(ho, stride, ky - pad, height)
-        ox_lo, ox_hi = _valid(wo, stride, kx - pad, width)
-        dst = cols[row, b * area:(b + 1) * area]
-        dst[:] = zero
-        for oy in range(oy_lo, oy_hi):
-            src = x[b0 + b, c, oy * stride + ky - pad, ox_lo * stride + kx - pad::stride]
-            seg = dst[oy * wo + ox_lo:oy * wo + ox_hi]
-            for i in range(ox_hi - ox_lo):
-                seg[i] = src[i]
+        span = slice(b * area, (b + 1) * area)
+        _window_rows(x[b0 + b, c], ky, kx, stride, pad, ho, wo, cols[row, span])
         if cols_sq is not None:
-            dst_sq = cols_sq[row, b * area:(b + 1) * area]
-            for i in range(area):
-                dst_sq[i] = dst[i] * dst[i]
+            _square(cols[row, span], cols_sq[row, span])
+        if x_var is not None:
+            _window_rows(x_var[b0 + b, c], ky, kx, stride, pad, ho, wo, cols_var[row, span])
+
+
+@njit(cache=True)
+def _shifted_sums(cols, first_row, start, kernel, pad, width, inside, plane):
+    """plane (H*W,) = sum over cells (ky, kx) of rows first_row + ky*K + kx of cols, read from
+    column start on and shifted back by (ky - pad)*W + kx - pad; wrapped columns masked out."""
+    zero = plane.dtype.type(0)
+    area = plane.size
+    plane[:] = zero
+    for ky in range(kernel):
+        for kx in range(kernel):
+            shift = (ky - pad) * width + kx - pad
+            lo, hi = max(0, shift), max(0, min(area, area + shift))
+            src = cols[first_row + ky * kernel + kx, start + lo - shift:start + hi - shift]
+            dst, mask = plane[lo:hi], inside[kx, lo:hi]
+            for i in range(hi - lo):
+                v = src[i]
+                dst[i] += v if mask[i] else zero
 
 
 @njit(parallel=True, cache=True)
-def _col2im_same(cols, b0, kernel, pad, out):
+def _col2im_same(cols, cols_var, b0, kernel, pad, out, out_var):
     """col2im of a stride-1 'same' window: flat shifted adds, wrapped columns masked out."""
     channels, height, width = out.shape[1], out.shape[2], out.shape[3]
     area = height * width
     nb = cols.shape[1] // area
-    zero = cols.dtype.type(0)
     inside = _column_masks(kernel, pad, area, width, 1, -1, width)
     for t in prange(nb * channels):
         b, c = t // channels, t % channels
-        plane = out[b0 + b, c].reshape(-1)
-        plane[:] = zero
-        for ky in range(kernel):
-            for kx in range(kernel):
-                shift = (ky - pad) * width + kx - pad
-                lo, hi = max(0, shift), max(0, min(area, area + shift))
-                start = b * area + lo - shift
-                src = cols[(c * kernel + ky) * kernel + kx, start:start + hi - lo]
-                dst = plane[lo:hi]
-                mask = inside[kx, lo:hi]
-                for i in range(hi - lo):
-                    v = src[i]
-                    dst[i] += v if mask[i] else zero
+        first_row = c * kernel * kernel
+        _shifted_sums(cols, first_row, b * area, kernel, pad, width, inside,
+                      out[b0 + b, c].reshape(-1))
+        if cols_var is not None:
+            _shifted_sums(cols_var, first_row, b * area, kernel, pad, width, inside,
+                          out_var[b0 + b, c].reshape(-1))
+
+
+@njit(cache=True)
+def _window_sums(cols, first_row, start, kernel, stride, pad, ho, wo, plane):
+    """plane (H, W) = sum over window cells (ky, kx) of rows first_row + ky*K + kx of cols
+    (columns start.. in (oy, ox) order) added back where they were read."""
+    plane[:] = 0
+    for ky in range(kernel):
+        oy_lo, oy_hi = _valid(ho, stride, ky - pad, plane.shape[0])
+        for kx in range(kernel):
+            ox_lo, ox_hi = _valid(wo, stride, kx - pad, plane.shape[1])
+            row = first_row + ky * kernel + kx
+            for oy in range(oy_lo, oy_hi):
+                dst = plane[oy * stride + ky - pad, ox_lo * stride + kx - pad::stride]
+                src = cols[row, start + oy * wo + ox_lo:start + oy * wo + ox_hi]
+                for i in range(ox_hi - ox_lo):
+                    dst[i] += src[i]
 
 
 @njit(parallel=True, cache=True)
-def _col2im_rows(cols, b0, kernel, stride, pad, ho, wo, out):
+def _col2im_rows(cols, cols_var, b0, kernel, stride, pad, ho, wo, out, out_var):
     """col2im of any window, one output row at a time."""
-    channels, height, width = out.shape[1], out.shape[2], out.shape[3]
+    channels = out.shape[1]
     area = ho * wo
     nb = cols.shape[1] // area
     for t in prange(nb * channels):
         b, c = t // channels, t % channels
-        plane = out[b0 + b, c]
-        plane[:] = 0
-        for ky in range(kernel):
-            oy_lo, oy_hi = _valid(ho, stride, ky - pad, height)
-            for kx in range(kernel):
-                ox_lo, ox_hi = _valid(wo, stride, kx - pad, width)
-                row = (c * kernel + ky) * kernel + kx
-                for oy in range(oy_lo, oy_hi):
-                    dst = plane[oy * stride + ky - pad, ox_lo * stride + kx - pad::stride]
-                    start = b * area + oy * wo
-                    src = cols[row, start + ox_lo:start + ox_hi]
-                    for i in range(ox_hi - ox_lo):
-                        dst[i] += src[i]
+        first_row = c * kernel * kernel
+        _window_sums(cols, first_row, b * area, kernel, stride, pad, ho, wo, out[b0 + b, c])
+        if cols_var is not None:
+            _window_sums(cols_var, first_row, b * area, kernel, stride, pad, ho, wo,
+                         out_var[b0 + b, c])
 
 
 @njit(parallel=True, cache=True)
-def cols_to_images(z, bias, b0, out):
-    """GEMM output z (Co, nb*L) + bias (Co,) -> out[b0:b0+nb] of out (B, Co, L)."""
+def cols_to_images(z, z_var, bias, bias_var, b0, out, out_var):
+    """GEMM output z (Co, nb*L) + bias (Co,) -> out[b0:b0+nb] of out (B, Co, L).
+
+    ``z_var + bias_var -> out_var`` likewise, in the same pass (optional).
+    """
     c_out, area = out.shape[1], out.shape[2]
     nb = z.shape[1] // area
     for t in prange(nb * c_out):
@@ -177,11 +216,15 @@ def cols_to_images(z, bias, b0, out):
         src, dst = z[co, b * area:(b + 1) * area], out[b0 + b, co]
         for i in range(area):
             dst[i] = src[i] + bias[co]
+        if z_var is not None:
+            src, dst = z_var[co, b * area:(b + 1) * area], out_var[b0 + b, co]
+            for i in range(area):
+                dst[i] = src[i] + bias_var[co]
 
 
 @njit(parallel=True, cache=True)
-def images_to_cols(x, b0, out):
-    """x[b0:b0+nb] of x (B, Co, L) -> out (Co, nb*L)."""
+def images_to_cols(x, x_var, b0, out, out_var):
+    """x[b0:b0+nb] of x (B, Co, L) -> out (Co, nb*L); ``x_var -> out_var`` likewise (optional)."""
     c_out, area = x.shape[1], x.shape[2]
     nb = out.shape[1] // area
     for t in prange(nb * c_out):
@@ -189,6 +232,10 @@ def images_to_cols(x, b0, out):
         src, dst = x[b0 + b, co], out[co, b * area:(b + 1) * area]
         for i in range(area):
             dst[i] = src[i]
+        if x_var is not None:
+            src, dst = x_var[b0 + b, co], out_var[co, b * area:(b + 1) * area]
+            for i in range(area):
+                dst[i] = src[i]
 
 
 # ----------------------------------------------------------------------------- average pooling

@@ -74,8 +74,8 @@ def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
     if var_w is None:
         for b0, nb in _chunks(batch, area, p):
             cols = np.empty((p, nb * area), dtype)
-            kernels.im2col(mu_a, b0, *window, cols, None)
-            kernels.cols_to_images(w_mu @ cols, mu_b, b0, mu_z)
+            kernels.im2col(mu_a, None, b0, *window, cols, None, None)
+            kernels.cols_to_images(w_mu @ cols, None, mu_b, None, b0, mu_z, None)
         return mu_z.reshape(shape), None
     var_z = np.empty_like(mu_z)
     w_var = var_w.reshape(c_out, p)
@@ -84,33 +84,31 @@ def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
     for b0, nb in _chunks(batch, area, p + w_cat.shape[1]):
         cols = np.empty((p, nb * area), dtype)
         cols_var = np.empty((w_cat.shape[1], nb * area), dtype)
-        kernels.im2col(mu_a, b0, *window, cols, cols_var[:p])
-        if var_a is not None:
-            kernels.im2col(var_a, b0, *window, cols_var[p:], None)
-        kernels.cols_to_images(w_mu @ cols, mu_b, b0, mu_z)
-        kernels.cols_to_images(w_cat @ cols_var, var_b, b0, var_z)
+        kernels.im2col(mu_a, var_a, b0, *window, cols, cols_var[:p],
+                       None if var_a is None else cols_var[p:])
+        kernels.cols_to_images(w_mu @ cols, w_cat @ cols_var, mu_b, var_b, b0, mu_z, var_z)
     return mu_z.reshape(shape), var_z.reshape(shape)
 
 
 def conv2d_backward(delta_mu, delta_var, mu_w, g):
     """Output innovations (B, Co, Ho, Wo) -> input innovations (B, C, H, W): transposed correlation."""
-    w_t = np.ascontiguousarray(mu_w.reshape(mu_w.shape[0], -1).T)   # (C*K*K, Co): BLAS prefers a copy
-    d_mu = _correlate_transposed(delta_mu, w_t, g)
-    return d_mu, None if delta_var is None else _correlate_transposed(delta_var, w_t * w_t, g)
-
-
-def _correlate_transposed(delta, w_t, g):
-    """(B, Co, Ho, Wo) -> (B, C, H, W): col2im of w_t @ delta's columns, chunk by chunk."""
-    batch, c_out = delta.shape[:2]
-    area = g.out_height * g.out_width
-    delta = np.ascontiguousarray(delta).reshape(batch, c_out, area)
-    d_in = np.empty((batch, g.channels, g.height, g.width), delta.dtype)
-    for b0, nb in _chunks(batch, area, g.patch_size):
-        d_cols = np.empty((c_out, nb * area), delta.dtype)
-        kernels.images_to_cols(delta, b0, d_cols)
-        kernels.col2im(w_t @ d_cols, b0, g.kernel, g.stride, g.pad_begin, g.out_height,
-                       g.out_width, d_in)
-    return d_in
+    batch, c_out = delta_mu.shape[:2]
+    area, dtype = g.out_height * g.out_width, delta_mu.dtype
+    window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
+    w_t = np.ascontiguousarray(mu_w.reshape(c_out, -1).T)   # (C*K*K, Co): BLAS prefers a copy
+    w_t_sq = w_t * w_t
+    delta_mu = np.ascontiguousarray(delta_mu).reshape(batch, c_out, area)
+    delta_var = None if delta_var is None else np.ascontiguousarray(delta_var).reshape(batch, c_out, area)
+    d_mu = np.empty((batch, g.channels, g.height, g.width), dtype)
+    d_var = None if delta_var is None else np.empty_like(d_mu)
+    moments = 1 if delta_var is None else 2
+    for b0, nb in _chunks(batch, area, moments * g.patch_size):
+        d_cols = np.empty((c_out, nb * area), dtype)
+        d_cols_var = None if delta_var is None else np.empty_like(d_cols)
+        kernels.images_to_cols(delta_mu, delta_var, b0, d_cols, d_cols_var)
+        cols_var = None if delta_var is None else w_t_sq @ d_cols_var
+        kernels.col2im(w_t @ d_cols, cols_var, b0, *window, d_mu, d_var)
+    return d_mu, d_var
 
 
 def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
@@ -119,23 +117,29 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
     area, dtype = g.out_height * g.out_width, delta_mu.dtype
     window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
     mu_a = np.ascontiguousarray(mu_a)
-    # moment 0 pairs the window cells mu_a with delta_mu, moment 1 their squares with delta_var
-    deltas = [np.ascontiguousarray(d).reshape(batch, c_out, area)
-              for d in (delta_mu, delta_var) if d is not None]
-    sums_w = [np.zeros((p, c_out), dtype) for _ in deltas]
-    sums_b = [np.zeros(c_out, dtype) for _ in deltas]
-    for b0, nb in _chunks(batch, area, len(deltas) * p):
-        cols = [np.empty((p, nb * area), dtype) for _ in deltas]
-        kernels.im2col(mu_a, b0, *window, cols[0], cols[1] if len(cols) == 2 else None)
-        for delta, col, sum_w, sum_b in zip(deltas, cols, sums_w, sums_b):
-            d_cols = np.empty((c_out, nb * area), dtype)
-            kernels.images_to_cols(delta, b0, d_cols)
-            sum_w += col @ d_cols.T          # (C*K*K, Co): BLAS runs this faster than its transpose
-            sum_b += d_cols.sum(axis=1)
+    delta_mu = np.ascontiguousarray(delta_mu).reshape(batch, c_out, area)
+    delta_var = None if delta_var is None else np.ascontiguousarray(delta_var).reshape(batch, c_out, area)
+    has_var = delta_var is not None
+    # sums over (b, oy, ox) of window cells * delta_mu and of their squares * delta_var, kept as
+    # (C*K*K, Co): BLAS runs that orientation faster than its transpose
+    sum_mu_w, sum_mu_b = np.zeros((p, c_out), dtype), np.zeros(c_out, dtype)
+    sum_var_w, sum_var_b = (np.zeros((p, c_out), dtype), np.zeros(c_out, dtype)) if has_var else (None, None)
+    cols_sq = d_cols_var = None
+    for b0, nb in _chunks(batch, area, (2 if has_var else 1) * p):
+        cols, d_cols = np.empty((p, nb * area), dtype), np.empty((c_out, nb * area), dtype)
+        if has_var:
+            cols_sq, d_cols_var = np.empty_like(cols), np.empty_like(d_cols)
+        kernels.im2col(mu_a, None, b0, *window, cols, cols_sq, None)
+        kernels.images_to_cols(delta_mu, delta_var, b0, d_cols, d_cols_var)
+        sum_mu_w += cols @ d_cols.T
+        sum_mu_b += d_cols.sum(axis=1)
+        if has_var:
+            sum_var_w += cols_sq @ d_cols_var.T
+            sum_var_b += d_cols_var.sum(axis=1)
     w_shape = (c_out, g.channels, g.kernel, g.kernel)
-    dmu_w, dvar_w = ([np.ascontiguousarray(s.T).reshape(w_shape) for s in sums_w] + [None])[:2]
-    dmu_b, dvar_b = (sums_b + [None])[:2]
-    return _scale_sums([dmu_w, dvar_w, dmu_b, dvar_b], var_w, var_b)
+    sum_mu_w = np.ascontiguousarray(sum_mu_w.T).reshape(w_shape)
+    sum_var_w = np.ascontiguousarray(sum_var_w.T).reshape(w_shape) if has_var else None
+    return _scale_sums([sum_mu_w, sum_var_w, sum_mu_b, sum_var_b], var_w, var_b)
 
 
 # ----------------------------------------------------------------------------- average pooling (§3.4, §5.4)
