@@ -10,19 +10,20 @@ arrays. How it is fast:
   batch size;
 - the forward variance is one GEMM with a doubled inner dimension:
   ``var_z = [var_w | mu_w**2 + var_w] @ [mu_a**2 ; var_a] + var_b``;
-- one gather writes both the window cells and their squares, the bias add
-  rides on the copy of the GEMM output into NCHW order, the ReLU writes its
-  three outputs in one pass, and pooling sums rows before columns
-  (separable windows, long vectorised loops).
+- per chunk, one gather pass writes the window cells, their squares and the
+  input variances' cells, and one scatter pass writes both moments back (a
+  Numba call costs ~10 us, a thread wake-up more); the bias add rides on the
+  copy of the GEMM output into NCHW order; the ReLU writes its three outputs
+  in one pass; pooling sums window rows before columns (long vector loops).
 
 Ops with nothing to gain from Numba are the reference's own functions: the
 transfers, the linear layer (three small GEMMs), the output update and Phi.
 
-Threads: Numba's OpenMP workers spin after every kernel by default, on the very
-cores BLAS's threads need for the next GEMM; with two cores that halves the
-speed, and on a busy machine it is 50 times slower. Importing this module
-therefore sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says
-otherwise (it takes effect if Numba has not started its threads yet).
+Threads: Numba's OpenMP workers spin after every kernel by default, on the
+cores that BLAS's threads need for the next GEMM: on 2 cores a training step
+ran 30 times slower. Importing this module therefore sets
+``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says otherwise (it
+takes effect if Numba has not started its threads yet).
 """
 import os
 
