@@ -183,6 +183,20 @@ def test_capped_update_in_place(fast, rng, dtype):
         np.testing.assert_allclose(got, want, rtol=TOLERANCE[dtype][0])
 
 
+def test_capped_update_writes_through_views(fast, rng):
+    """Parameters given as non-contiguous views (here transposed) are still updated in place."""
+    mu, var = gaussian_tensors(rng, (6, 4), np.float32)
+    d_mu, d_var = gaussian_tensors(rng, (4, 6), np.float32)
+    results = {}
+    for backend in (ref, fast):
+        params = [backend.asarray(a.copy()) for a in (mu, var)]
+        backend.capped_update(params[0].T, params[1].T, backend.asarray(d_mu), backend.asarray(-d_var), 2.0)
+        results[backend.NAME] = [backend.to_numpy(a) for a in params]
+    assert not np.array_equal(results["numpy"][0], mu)
+    for got, want in zip(results[fast.NAME], results["numpy"]):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_transfers_round_trip(fast, rng):
     x = rng.standard_normal((3, 4))
     back = fast.to_numpy(fast.asarray(x, dtype=np.float32))
