@@ -41,21 +41,21 @@ BACKWARD = {"full": (), "mean_only": ("delta_var",)}
 DELTAS = {"full": (), "mean_only": ("delta_var",), "unscaled": ("var_w", "var_b")}
 
 
-def conv_arrays(case, rng):
+def conv_arrays(case, rng, batch=BATCH):
     c, h, w, c_out, k, s, p, ptype = case
     g = window2d((c, h, w), k, s, p, ptype)
-    out = (BATCH, c_out, g.out_height, g.out_width)
-    (mu_a, var_a), (mu_w, var_w) = gaussian_tensors(rng, (BATCH, c, h, w)), gaussian_tensors(rng, (c_out, c, k, k))
+    out = (batch, c_out, g.out_height, g.out_width)
+    (mu_a, var_a), (mu_w, var_w) = gaussian_tensors(rng, (batch, c, h, w)), gaussian_tensors(rng, (c_out, c, k, k))
     mu_b, var_b = gaussian_tensors(rng, (c_out,))
     return dict(g=g, mu_a=mu_a, var_a=var_a, mu_w=mu_w, var_w=var_w, mu_b=mu_b, var_b=var_b,
                 delta_mu=rng.standard_normal(out), delta_var=-rng.random(out))
 
 
-def pool_arrays(case, rng):
+def pool_arrays(case, rng, batch=BATCH):
     c, h, w, k, s, p, ptype = case
     g = window2d((c, h, w), k, s, p, ptype)
-    out = (BATCH, c, g.out_height, g.out_width)
-    mu_a, var_a = gaussian_tensors(rng, (BATCH, c, h, w))
+    out = (batch, c, g.out_height, g.out_width)
+    mu_a, var_a = gaussian_tensors(rng, (batch, c, h, w))
     return dict(g=g, mu_a=mu_a, var_a=var_a, delta_mu=rng.standard_normal(out), delta_var=-rng.random(out))
 
 
