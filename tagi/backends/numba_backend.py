@@ -47,12 +47,16 @@ xp = np
 CHUNK_FLOATS = 1 << 20
 
 
-def _contiguous(x):
-    return None if x is None else np.ascontiguousarray(x)
+def _contiguous(x, shape=None):
+    """x as a C-contiguous array (reshaped to ``shape`` if given); None stays None."""
+    if x is None:
+        return None
+    x = np.ascontiguousarray(x)
+    return x if shape is None else x.reshape(shape)
 
 
 def _flat(x):
-    return None if x is None else np.ascontiguousarray(x).reshape(-1)
+    return _contiguous(x, -1)
 
 
 def _chunks(batch, area, rows):
@@ -97,9 +101,9 @@ def conv2d_backward(delta_mu, delta_var, mu_w, g):
     area, dtype = g.out_height * g.out_width, delta_mu.dtype
     window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
     w_t = np.ascontiguousarray(mu_w.reshape(c_out, -1).T)   # (C*K*K, Co): BLAS prefers a copy
-    w_t_sq = w_t * w_t
-    delta_mu = np.ascontiguousarray(delta_mu).reshape(batch, c_out, area)
-    delta_var = None if delta_var is None else np.ascontiguousarray(delta_var).reshape(batch, c_out, area)
+    w_t_sq = None if delta_var is None else w_t * w_t
+    delta_mu = _contiguous(delta_mu, (batch, c_out, area))
+    delta_var = _contiguous(delta_var, (batch, c_out, area))
     d_mu = np.empty((batch, g.channels, g.height, g.width), dtype)
     d_var = None if delta_var is None else np.empty_like(d_mu)
     moments = 1 if delta_var is None else 2
@@ -118,8 +122,8 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
     area, dtype = g.out_height * g.out_width, delta_mu.dtype
     window = (g.kernel, g.stride, g.pad_begin, g.out_height, g.out_width)
     mu_a = np.ascontiguousarray(mu_a)
-    delta_mu = np.ascontiguousarray(delta_mu).reshape(batch, c_out, area)
-    delta_var = None if delta_var is None else np.ascontiguousarray(delta_var).reshape(batch, c_out, area)
+    delta_mu = _contiguous(delta_mu, (batch, c_out, area))
+    delta_var = _contiguous(delta_var, (batch, c_out, area))
     has_var = delta_var is not None
     # sums over (b, oy, ox) of window cells * delta_mu and of their squares * delta_var, kept as
     # (C*K*K, Co): BLAS runs that orientation faster than its transpose
