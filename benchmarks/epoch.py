@@ -1,10 +1,13 @@
 """The whole main job as a subprocess: one TAGI epoch on CIFAR-10 plus evaluation, and its memory.
 
-The job (``python -m experiments.train``) runs in its own process so that its
-peak resident memory is its own: ``os.wait4`` returns the child's resource
-usage, whose ``ru_maxrss`` (KiB on Linux) is the job's max RSS.
+The job (``python -m experiments.train``) runs in its own process and reports
+its own peak resident memory in ``summary.json`` (``peak_rss_mib``, the
+process's VmHWM). The child's ``ru_maxrss`` would not do: Linux carries the
+parent's high-water mark across fork and exec, so it would report this
+benchmark's own peak.
 """
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -49,15 +52,14 @@ def run_main_job(backend_name, dtype, data_root, run_dir, train_limit, test_limi
         start = time.perf_counter()
         job = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file,
                                stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(job.pid, 0)
+        job.wait()
         wall = time.perf_counter() - start
-    job.returncode = os.waitstatus_to_exitcode(status)
     if job.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         raise RuntimeError(f"the main job exited with status {job.returncode} "
                            f"({' '.join(command)}); end of {log_path}:\n{tail}")
     seconds = float(pd.read_csv(run_dir / "metrics.csv").seconds.iloc[0])
-    return seconds, wall, usage.ru_maxrss / 1024
+    return seconds, wall, json.loads((run_dir / "summary.json").read_text())["peak_rss_mib"]
 
 
 def epoch_rows(backend, dtype, data_root, run_dir, train_limit, test_limit, peak):

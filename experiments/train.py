@@ -15,6 +15,7 @@ metrics as an uninterrupted run.
 """
 import json
 import logging
+import resource
 import time
 from pathlib import Path
 
@@ -124,6 +125,18 @@ def run(cfg, out_dir):
     return metrics
 
 
+def peak_rss_mib():
+    """This process's peak resident memory in MiB (VmHWM: since its exec, not its parent's)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:                        # no /proc: ru_maxrss, KiB on Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def write_summary(out_dir, cfg, rows, ece):
     """summary.json: the latest epoch's scores, the first epoch's error, time, and the settings."""
     last = rows[-1]
@@ -132,7 +145,7 @@ def write_summary(out_dir, cfg, rows, ece):
                "batch_size": cfg.train.batch_size, "backend": cfg.backend, "dtype": cfg.dtype,
                "train_limit": cfg.data.train_limit, "test_error": last["test_error"],
                "test_nll": last["test_nll"], "test_ece": ece, "error_e1": rows[0]["test_error"],
-               "train_seconds": sum(row["seconds"] for row in rows),
+               "train_seconds": sum(row["seconds"] for row in rows), "peak_rss_mib": peak_rss_mib(),
                "config": OmegaConf.to_container(cfg, resolve=True)}
     atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
 

@@ -15,6 +15,7 @@ Arrays are in the backend's type (``backend.xp``): NCHW images, (B, N) vectors.
 """
 import numpy as np
 
+from .. import layer_shapes
 from ..nn.layer import INIT_METHODS as TAGI_INIT_METHODS
 from ..nn.layer import init_scale
 from .checks import check_choice, check_number
@@ -35,25 +36,15 @@ class Parameter:
         return f"Parameter(shape={tuple(self.value.shape)}, decay={self.decay})"
 
 
-class Layer:
-    """A layer without parameters."""
-
-    has_params = False
-
-    def build(self, in_shape, backend, dtype, rng):
-        self.backend = backend
-        self.in_shape = tuple(in_shape)
-        return self.in_shape
+class Layer(layer_shapes.Layer):
+    """A BP layer without parameters."""
 
     def params(self):
         """{name: Parameter} of this layer; none here."""
         return {}
 
-    def __repr__(self):
-        return f"{type(self).__name__}()"
 
-
-class ParametricLayer(Layer):
+class ParametricLayer(layer_shapes.ParametricShape, Layer):
     """A layer with a weight and a bias ``Parameter``.
 
     Initialisation (``init_method``), seeded by the Sequential's generator:
@@ -68,8 +59,6 @@ class ParametricLayer(Layer):
     ``gain_w`` / ``gain_b`` multiply the spread of the initial weights / biases (in
     TAGI they scale the prior standard deviations; point weights have none).
     """
-
-    has_params = True
 
     def __init__(self, init_method="He", gain_w=1.0, gain_b=1.0):
         self.init_method = check_choice("init_method", init_method, INIT_METHODS)

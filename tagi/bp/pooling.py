@@ -1,27 +1,9 @@
 """Pooling: average (the TAGI mean pass, backend ``avgpool2d_*`` ops) and max (BP only, on ``backend.xp``)."""
-from ..geometry import window2d
+from ..layer_shapes import Pool2dShape
 from .layer import Layer
 
 
-class _Pool2d(Layer):
-    """(B, C, H, W) -> (B, C, Ho, Wo) over ``kernel_size`` windows; ``stride`` defaults to ``kernel_size``."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, padding_type="symmetric"):
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding, self.padding_type = padding, padding_type
-
-    def __repr__(self):
-        return (f"{type(self).__name__}({self.kernel_size}, {self.stride}, padding={self.padding}, "
-                f"padding_type={self.padding_type!r})")
-
-    def build(self, in_shape, backend, dtype, rng):
-        super().build(in_shape, backend, dtype, rng)
-        self.geom = window2d(in_shape, self.kernel_size, self.stride, self.padding, self.padding_type)
-        return (self.geom.channels, self.geom.out_height, self.geom.out_width)
-
-
-class AvgPool2d(_Pool2d):
+class AvgPool2d(Pool2dShape, Layer):
     """Window sums divided by kernel_size**2, padding cells included (TAGI's AvgPool2d, math doc §3.4)."""
 
     def forward(self, x, training=False):
@@ -31,7 +13,7 @@ class AvgPool2d(_Pool2d):
         return self.backend.avgpool2d_backward(grad, None, self.geom)[0] if input_grad else None
 
 
-class MaxPool2d(_Pool2d):
+class MaxPool2d(Pool2dShape, Layer):
     """Window maxima; padding cells never win. The gradient goes to the first maximal cell of each window."""
 
     def build(self, in_shape, backend, dtype, rng):

@@ -1,8 +1,7 @@
 """A BP network: a chain of point-weight layers with one forward, one backward per batch."""
 import numpy as np
 
-from ..backends import get_backend
-from ..nn.sequential import DTYPES
+from ..layer_shapes import build_chain
 from .checks import check_state_dict
 
 
@@ -23,19 +22,9 @@ class Sequential:
     """
 
     def __init__(self, *layers, input_shape, backend="numpy", dtype="float32", seed=None):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        if not layers:
-            raise ValueError("Sequential needs at least one layer")
         self.layers = list(layers)
-        self.backend = get_backend(backend) if isinstance(backend, str) else backend
-        self.dtype = np.dtype(dtype)
-        self.input_shape = tuple(int(n) for n in input_shape)
-        rng = np.random.default_rng(seed)
-        shape = self.input_shape
-        for layer in self.layers:
-            shape = layer.build(shape, self.backend, self.dtype, rng)
-        self.output_shape = tuple(shape)
+        self.backend, self.dtype, self.input_shape, self.output_shape = build_chain(
+            self.layers, input_shape, backend, dtype, seed)
         self._first_parametric = next(
             (i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
         self._trained_batch = None        # batch size of the last training forward

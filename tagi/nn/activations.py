@@ -12,9 +12,6 @@ class _Activation(Layer):
             return None, None
         return self.backend.scale_by_jacobian(delta_mu, delta_var, self.jac)
 
-    def __repr__(self):
-        return f"{type(self).__name__}()"
-
 
 class ReLU(_Activation):
     """Locally linearised ReLU (used for the published CNN results): J is 1 where mu_z > 0, else 0."""

@@ -1,8 +1,9 @@
-"""The layer contract and the Gaussian parameters of a parametric layer.
+"""The TAGI layer contract and the Gaussian parameters of a parametric layer.
 
 A layer is declared with its hyperparameters only; ``Sequential`` calls
 ``build(in_shape, backend, dtype, rng)`` once the input shape is known, which
-returns the output shape (per sample, without the batch axis).
+returns the output shape (per sample, without the batch axis; the shape logic
+is shared with BP in ``tagi.layer_shapes``).
 
 - ``forward(mu, var) -> (mu, var)`` keeps what ``backward`` needs;
 - ``backward(delta_mu, delta_var, input_delta=True)`` returns the innovations of
@@ -13,6 +14,8 @@ returns the output shape (per sample, without the batch axis).
 import math
 
 import numpy as np
+
+from .. import layer_shapes
 
 PARAM_NAMES = ("mu_w", "var_w", "mu_b", "var_b")
 INIT_METHODS = ("He", "Xavier")
@@ -25,28 +28,19 @@ def init_scale(init_method, fan_in, fan_out):
     return math.sqrt(2.0 / (fan_in + fan_out))
 
 
-class Layer:
-    """A layer without parameters (activations, pooling)."""
-
-    has_params = False
-
-    def build(self, in_shape, backend, dtype, rng):
-        self.backend = backend
-        self.in_shape = tuple(in_shape)
-        return self.in_shape
+class Layer(layer_shapes.Layer):
+    """A TAGI layer without parameters (activations, pooling)."""
 
     def step(self, cap_factor):
         """Nothing to update."""
 
 
-class ParametricLayer(Layer):
+class ParametricLayer(layer_shapes.ParametricShape, Layer):
     """A layer with Gaussian weights and biases, N(mu, var) each, all independent.
 
     Holds ``mu_w, var_w`` (shape ``weight_shape``), ``mu_b, var_b`` (``(out,)``) in
     the backend's array type, and after ``backward`` their deltas.
     """
-
-    has_params = True
 
     def __init__(self, init_method="He", gain_w=1.0, gain_b=1.0):
         if init_method not in INIT_METHODS:

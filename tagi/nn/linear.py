@@ -1,31 +1,15 @@
 """Fully connected TAGI layer (math doc §3.2, §5.2, §6.1)."""
-import math
-
+from ..layer_shapes import LinearShape
 from .layer import ParametricLayer
 
 
-class Linear(ParametricLayer):
+class Linear(LinearShape, ParametricLayer):
     """z = W a + b with Gaussian W (out_features, in_features) and b (out_features,).
 
     An image input (C, H, W) is read flattened in (C, H, W) order; ``in_features``
     must equal C*H*W. Forward takes (B, *in_shape) and returns (B, out_features).
+    ``init_method`` ("He" or "Xavier"), ``gain_w`` and ``gain_b`` set the prior (math doc §2.1).
     """
-
-    def __init__(self, in_features, out_features, init_method="He", gain_w=1.0, gain_b=1.0):
-        super().__init__(init_method, gain_w, gain_b)
-        self.in_features, self.out_features = int(in_features), int(out_features)
-
-    def __repr__(self):
-        return f"Linear({self.in_features}, {self.out_features})"
-
-    def build(self, in_shape, backend, dtype, rng):
-        super().build(in_shape, backend, dtype, rng)
-        if math.prod(in_shape) != self.in_features:
-            raise ValueError(f"{self!r} expects {self.in_features} input features, "
-                             f"but its input has shape {tuple(in_shape)}")
-        self.init_params((self.out_features, self.in_features), self.in_features,
-                         self.out_features, dtype, rng)
-        return (self.out_features,)
 
     def forward(self, mu, var):
         batch = mu.shape[0]

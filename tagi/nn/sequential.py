@@ -1,10 +1,8 @@
 """A TAGI network: a chain of layers with one forward, one backward and one step per batch."""
 import numpy as np
 
-from ..backends import get_backend
+from ..layer_shapes import build_chain
 from .layer import PARAM_NAMES
-
-DTYPES = ("float32", "float64")
 
 
 def default_cap_factor(batch_size):
@@ -32,23 +30,13 @@ class Sequential:
 
     def __init__(self, *layers, input_shape, backend="numpy", dtype="float32", seed=None,
                  cap_factor=None):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        if not layers:
-            raise ValueError("Sequential needs at least one layer")
         self.layers = list(layers)
-        self.backend = get_backend(backend) if isinstance(backend, str) else backend
-        self.dtype = np.dtype(dtype)
+        self.backend, self.dtype, self.input_shape, self.output_shape = build_chain(
+            self.layers, input_shape, backend, dtype, seed)
         self.cap_factor = cap_factor
-        self.input_shape = tuple(int(n) for n in input_shape)
-        rng = np.random.default_rng(seed)
-        shape = self.input_shape
-        for layer in self.layers:
-            shape = layer.build(shape, self.backend, self.dtype, rng)
-        self.output_shape = tuple(shape)
         self.batch_size = None
-        first = next((i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
-        self._first_parametric = first
+        self._first_parametric = next(
+            (i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
