@@ -80,7 +80,9 @@ def results_table(runs):
             "published_epochs": published.get("epochs", np.nan),
             "diff_final": final - published.get("error_final", np.nan),
         })
-    return pd.DataFrame(rows)
+    order = {"tagi": 0, "bp": 1}                          # the published table's row order
+    return pd.DataFrame(rows).sort_values("method", key=lambda m: m.map(order).fillna(len(order)),
+                                          kind="stable", ignore_index=True)
 
 
 def _percent(mean, std=np.nan):
