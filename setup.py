@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tagi", "tagi.*", "experiments", "experiments.*",
                                     "benchmarks", "benchmarks.*"]),
-    package_data={"experiments": ["conf/*.yaml", "conf/*/*.yaml"]},
+    package_data={"experiments": ["conf/*.yaml", "conf/*/*.yaml", "conf/*/*/*.yaml"]},
     install_requires=[
         "numpy>=1.24",
         "numba>=0.59",
@@ -20,6 +20,7 @@ setup(
         "matplotlib>=3.7",
         "pillow>=9.0",
         "tabulate>=0.9",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2"],

@@ -15,6 +15,7 @@ metrics as an uninterrupted run.
 """
 import json
 import logging
+import os
 import resource
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from omegaconf import OmegaConf
 from tagi.data import Batches, load_cifar10
 from tagi.metrics import error_rate, expected_calibration_error, nll
 from tagi.models import architecture
+from tagi.threads import limit_threads
 
 from . import checkpoint
 from .io import atomic_write, write_csv
@@ -150,9 +152,26 @@ def write_summary(out_dir, cfg, rows, ece):
     atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 
+def job_threads(cfg, launcher):
+    """CPU threads for this job: ``cfg.threads``, else under the joblib launcher the cores
+    divided among its parallel jobs (n_jobs=-1: one per core), else None (every core)."""
+    if cfg.threads is not None:
+        return cfg.threads
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = launcher.get("n_jobs") or -1
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)   # joblib's reading of n_jobs
+    return max(1, cores // parallel)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):
-    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    threads = job_threads(cfg, HydraConfig.get().launcher)
+    if threads is not None:
+        log.info("CPU threads capped at %d", threads)
+    with limit_threads(threads):
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 if __name__ == "__main__":
