@@ -400,12 +400,12 @@ def gaussian_innovations(mu, var, y, sigma_v):
 def capped_update(mu, var, delta_mu, delta_var, cap_factor):
     """In place: add each delta clipped to sqrt(prior var) / cap_factor; floor variances at 1e-5."""
     dtype = _real(mu)
-    if not (mu.flags.c_contiguous and var.flags.c_contiguous and var.dtype == dtype):
-        raise ValueError("capped_update updates in place: mu and var must be C-contiguous "
-                         "arrays of one floating dtype")
-    delta_mu, delta_var = _contiguous(dtype, delta_mu, delta_var)
-    _elementwise("capped_update", dtype, mu.size, mu, var, delta_mu, delta_var,
+    flat_mu, flat_var, delta_mu, delta_var = _contiguous(dtype, mu, var, delta_mu, delta_var)
+    _elementwise("capped_update", dtype, mu.size, flat_mu, flat_var, delta_mu, delta_var,
                  dtype.type(cap_factor))
+    for param, flat in ((mu, flat_mu), (var, flat_var)):
+        if flat is not param:            # a view (or another dtype): the kernel updated a copy
+            param[...] = flat
 
 
 def normal_cdf(x):
@@ -445,6 +445,9 @@ def capture(fn):
     graph keeps the parameter arrays it updated, so ``load_state_dict`` needs a new
     capture. The first real call compiles the kernels and fills a memory pool that
     belongs to the graph alone, so its buffers are never handed to other work.
+    Only the fused GEMM path can be recorded: CuPy refuses any cuBLAS call during
+    stream capture (NotImplementedError), so with ``USE_CUBLAS`` only functions
+    without a conv2d or linear op can.
     """
     pool = cupy.cuda.MemoryPool()
     stream = cupy.cuda.Stream(non_blocking=True)
