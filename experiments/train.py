@@ -156,6 +156,8 @@ def job_threads(cfg, launcher):
     """CPU threads for this job: ``cfg.threads``, else under the joblib launcher the cores
     divided among its parallel jobs (n_jobs=-1: one per core), else None (every core)."""
     if cfg.threads is not None:
+        if isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int) or cfg.threads < 1:
+            raise ValueError(f"threads must be an integer >= 1 or null, got {cfg.threads!r}")
         return cfg.threads
     if "joblib" not in str(launcher.get("_target_", "")):
         return None

@@ -56,3 +56,9 @@ def test_job_threads():
     assert job_threads(job(), launcher(JOBLIB, n_jobs=1)) == cores        # one job at a time
     assert job_threads(job(), launcher(JOBLIB, n_jobs=2)) == max(1, cores // 2)
     assert job_threads(job(), launcher(JOBLIB, n_jobs=-2)) == cores // max(1, cores - 1)
+
+
+@pytest.mark.parametrize("bad", [0, "two", 1.5])
+def test_job_threads_names_the_setting(bad):
+    with pytest.raises(ValueError, match="^threads must be"):
+        job_threads(job(bad), launcher(BASIC))
