@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from tagi.data import Batches, load_cifar10
 from tagi.metrics import error_rate, expected_calibration_error, nll
 from tagi.models import architecture
-from tagi.threads import limit_threads
+from tagi.threads import check_thread_count, limit_threads
 
 from . import checkpoint
 from .io import atomic_write, write_csv
@@ -156,8 +156,7 @@ def job_threads(cfg, launcher):
     """CPU threads for this job: ``cfg.threads``, else under the joblib launcher the cores
     divided among its parallel jobs (n_jobs=-1: one per core), else None (every core)."""
     if cfg.threads is not None:
-        if isinstance(cfg.threads, bool) or not isinstance(cfg.threads, int) or cfg.threads < 1:
-            raise ValueError(f"threads must be an integer >= 1 or null, got {cfg.threads!r}")
+        check_thread_count(cfg.threads, "threads")
         return cfg.threads
     if "joblib" not in str(launcher.get("_target_", "")):
         return None
