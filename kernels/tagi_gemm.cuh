@@ -41,8 +41,8 @@
 constexpr int GEMM_BM = 64, GEMM_BN = 32, GEMM_BK = 16;  // block tile and reduction slice
 constexpr int GEMM_TM = 4, GEMM_TN = 4;                   // per-thread sub-tile
 constexpr int GEMM_THREADS = (GEMM_BM / GEMM_TM) * (GEMM_BN / GEMM_TN);
-constexpr int GEMM_PAD = 4;
-constexpr int GEMM_REDUCE_OUTPUTS = 16;  // outputs per block in the split-K second pass  // row padding: k-fastest stores spread over banks, rows stay 16-byte aligned
+constexpr int GEMM_PAD = 4;  // row padding: k-fastest stores spread over banks, rows stay 16-byte aligned
+constexpr int GEMM_REDUCE_OUTPUTS = 16;  // outputs per block in the split-K second pass
 
 // Staged slices, stored k-major so a thread reads its 4 consecutive rows / columns as one vector.
 struct alignas(16) GemmShared {
