@@ -6,7 +6,6 @@ training step never waits for the host.
 import numpy as np
 from tqdm.auto import tqdm
 
-from .metrics import error_rate, nll
 
 
 def train_step(net, head, x, labels, sigma_v):
@@ -37,8 +36,3 @@ def predict(net, head, batches, progress=True, desc="test"):
         labels.append(y)
     return np.concatenate(probs), np.concatenate(labels)
 
-
-def evaluate(net, head, batches, progress=True, desc="test"):
-    """Score every batch -> {"error": error rate, "nll": mean negative log-likelihood, "images": N}."""
-    probs, labels = predict(net, head, batches, progress, desc)
-    return {"error": error_rate(probs, labels), "nll": nll(probs, labels), "images": len(labels)}
