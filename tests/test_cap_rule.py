@@ -74,19 +74,11 @@ def test_the_inputs_make_the_cap_bind_for_some_entries_only():
         assert (here[1] == 1e-5).any() and (here[1] > 1e-5).any()     # floored and not
 
 
-@pytest.fixture(scope="module")
-def cuda_on_cpu(tmp_path_factory):
-    """tagi/backends/cupy_backend.py on the g++ build of kernels/*.cu (tests/cuda_cpu/)."""
-    cuda = harness.CpuCuda(tmp_path_factory.mktemp("cuda_cpu"))
-    backend = harness.load_cupy_backend(harness.fake_cupy(cuda, 0))
-    cuda.compile([(backend.kernel_source(dtype), backend.KERNEL_OPTIONS) for dtype in DTYPES])
-    return backend
-
-
 @pytest.fixture(params=["numpy", "numba", "cuda_on_cpu"])
 def backend(request):
     if request.param == "cuda_on_cpu":
-        return request.getfixturevalue("cuda_on_cpu")
+        # tagi/backends/cupy_backend.py on the g++ build of kernels/*.cu (conftest.cpu_cuda)
+        return harness.load_cupy_backend(harness.fake_cupy(request.getfixturevalue("cpu_cuda"), 0))
     try:
         fast = get_backend(request.param)
     except ImportError as err:
