@@ -145,7 +145,7 @@ CASES = {  # name: (architecture, batch size, sigma_v)
 # largest magnitude. Measured here (largest |ours - pytagi| / scale over the cases): outputs and
 # parameters after the step 6e-7; parameter deltas 4.2e-6, in the first conv layer, whose deltas
 # sum 16384 terms (B x H x W); against a float64 run of ours from the same parameters, our
-# float32 deltas are off by 3e-7 there and pytagi's by 4e-6 (its float32 sums are sequential).
+# float32 deltas are off by 3e-7 there and pytagi's by 4e-6 (pytagi's float32 sums, not ours).
 TOL = 4e-6
 TOL_DELTAS = 2e-5
 
