@@ -35,6 +35,11 @@ POOL_CASES = [
 LINEAR_CASES = [(3, 5, 4), (70, 37, 33), (5, 300, 11)]   # (B, N_in, N_out)
 BATCH = 2
 
+# The cupy backend's GEMM paths, as its gemm_settings: fused kernels that never split a reduction,
+# fused kernels that split every reduction down to one GEMM_BK slice per block, cuBLAS.
+GEMM_PATHS = {"fused": dict(blocks_per_sm=0), "split_k": dict(blocks_per_sm=10_000, min_slices_per_split=1),
+              "cublas": dict(cublas=True)}
+
 # The None patterns of the contract: the arguments each one leaves out.
 FORWARD = {"full": (), "exact_input": ("var_a",), "mean_only": ("var_a", "var_w", "var_b")}
 BACKWARD = {"full": (), "mean_only": ("delta_var",)}

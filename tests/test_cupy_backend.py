@@ -6,12 +6,14 @@ that a step never synchronises: a synchronisation inside stream capture is an er
 Skipped where cupy or a CUDA device is missing; tests/test_kernels_cpu.py runs the same kernels
 on the CPU.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
 cupy = pytest.importorskip("cupy", reason="the cupy backend needs cupy (pip install cupy-cuda13x)")
 
-from op_parity import OP_CASES, check_op, check_training_steps, op_arguments  # noqa: E402
+from op_parity import GEMM_PATHS, OP_CASES, check_op, check_training_steps, op_arguments  # noqa: E402
 from tagi import models, nn  # noqa: E402
 from tagi.backends import get_backend  # noqa: E402
 
@@ -28,20 +30,19 @@ if not _devices():
 
 backend = get_backend("cupy")
 DTYPES = (np.float32, np.float64)
-PATHS = ("fused", "split_k", "cublas")
+PATHS = tuple(GEMM_PATHS)
 OP_RUNS = [(path, *case) for case in OP_CASES
            for path in (PATHS if case[1].startswith(("conv2d", "linear")) else PATHS[:1])]
 
 
 @pytest.fixture
-def gemm_path(monkeypatch):
-    """Select a GEMM path of the backend: fused kernels without or with split-K, or cuBLAS."""
-    def select(path):
-        monkeypatch.setattr(backend, "USE_CUBLAS", path == "cublas")
-        monkeypatch.setattr(backend, "TARGET_BLOCKS_PER_SM", 0 if path == "fused" else 1000)
-        monkeypatch.setattr(backend, "MIN_SLICES_PER_SPLIT", 1)
-        return backend
-    return select
+def gemm_path():
+    """Select a GEMM path of the backend (op_parity.GEMM_PATHS) for the rest of the test."""
+    with contextlib.ExitStack() as stack:
+        def select(path):
+            stack.enter_context(backend.gemm_settings(**GEMM_PATHS[path]))
+            return backend
+        yield select
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

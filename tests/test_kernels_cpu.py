@@ -5,7 +5,7 @@ and every op of the cupy backend runs on it through ctypes: tagi/backends/cupy_b
 imported against a numpy stand-in for cupy, so the backend's own grids, argument lists and
 split-K workspaces run too. Every op (op_parity.OP_CASES) and two training steps of a small
 CIFAR-like network are compared with the float64 reference, for float32 and float64 kernels,
-on the fused-GEMM path without and with split-K, and on the cuBLAS path.
+on the fused-GEMM path without and with split-K, and on the cuBLAS path (gemm_settings).
 """
 import inspect
 
@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 from cuda_cpu import harness
-from op_parity import OP_CASES, check_op, check_training_steps, op_arguments
+from op_parity import GEMM_PATHS, OP_CASES, check_op, check_training_steps, op_arguments
 from tagi import nn
 from tagi.backends import OPS
 from tagi.backends import numpy_backend as ref
 
 DTYPES = (np.float32, np.float64)
-PATHS = ("fused", "split_k", "cublas")
 
 
 @pytest.fixture(scope="session")
@@ -31,23 +30,18 @@ def cpu_cuda(tmp_path_factory):
     return cuda
 
 
+PATHS = tuple(GEMM_PATHS)
+
+
 @pytest.fixture(scope="session")
-def backends(cpu_cuda):
-    """The cupy backend on the CPU, per GEMM path: "fused" never splits a reduction,
-    "split_k" splits every reduction it can, down to one GEMM_BK slice per block,
-    "cublas" multiplies patch matrices."""
-    out = {}
-    for path in PATHS:
-        module = harness.load_cupy_backend(harness.fake_cupy(cpu_cuda, 0 if path == "fused" else 64))
-        module.MIN_SLICES_PER_SPLIT = 1
-        module.USE_CUBLAS = path == "cublas"
-        out[path] = module
-    return out
+def cupy_on_cpu(cpu_cuda):
+    """The cupy backend on the CPU, on a device of 64 SMs."""
+    return harness.load_cupy_backend(harness.fake_cupy(cpu_cuda, 64))
 
 
-def test_the_backend_on_the_cpu_keeps_the_op_contract(backends):
+def test_the_backend_on_the_cpu_keeps_the_op_contract(cupy_on_cpu):
     for op in OPS:
-        assert inspect.signature(getattr(backends["fused"], op)) == inspect.signature(getattr(ref, op)), op
+        assert inspect.signature(getattr(cupy_on_cpu, op)) == inspect.signature(getattr(ref, op)), op
 
 
 # every op on the fused path; the conv2d and linear ops, which the paths change, on all three
@@ -58,8 +52,9 @@ OP_RUNS = [(path, *case) for case in OP_CASES
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("path, name, op, make_arrays, case, dropped", OP_RUNS,
                          ids=[f"{run[0]}-{run[1]}" for run in OP_RUNS])
-def test_op_matches_the_reference(backends, path, name, op, make_arrays, case, dropped, dtype):
-    check_op(backends[path], op, op_arguments(op, make_arrays, case, dropped), dtype)
+def test_op_matches_the_reference(cupy_on_cpu, path, name, op, make_arrays, case, dropped, dtype):
+    with cupy_on_cpu.gemm_settings(**GEMM_PATHS[path]):
+        check_op(cupy_on_cpu, op, op_arguments(op, make_arrays, case, dropped), dtype)
 
 
 def small_cifar_net(backend, dtype):
@@ -74,9 +69,10 @@ def small_cifar_net(backend, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("path", PATHS)
-def test_training_steps_match_the_reference(backends, path, rng, dtype):
+def test_training_steps_match_the_reference(cupy_on_cpu, path, rng, dtype):
     x, labels = rng.standard_normal((5, 3, 8, 8)), rng.integers(0, 10, 5)
-    check_training_steps(small_cifar_net, backends[path], dtype, x, labels)
+    with cupy_on_cpu.gemm_settings(**GEMM_PATHS[path]):
+        check_training_steps(small_cifar_net, cupy_on_cpu, dtype, x, labels)
 
 
 # ----------------------------------------------------------------------------- the harness can fail
@@ -104,8 +100,8 @@ extern "C" __global__ void TAGI_NAME(write_past_the_end)(int n, const real* x, r
 
 
 @pytest.fixture(scope="module")
-def probes(cpu_cuda, backends):
-    options = backends["fused"].KERNEL_OPTIONS
+def probes(cpu_cuda, cupy_on_cpu):
+    options = cupy_on_cpu.KERNEL_OPTIONS
     return {barrier: cpu_cuda.module(f"#define BARRIER {barrier}\n" + HARNESS_PROBE, options)
             for barrier in ("__syncthreads()", "")}
 

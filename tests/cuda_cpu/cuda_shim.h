@@ -41,11 +41,6 @@ struct uint3 {
 };
 using dim3 = uint3;
 
-struct int4 {
-  int x, y, z, w;
-};
-inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
-
 inline uint3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
 
