@@ -12,11 +12,14 @@ import inspect
 import numpy as np
 import pytest
 
+from conftest import gaussian_tensors
 from cuda_cpu import harness
-from op_parity import GEMM_PATHS, OP_CASES, check_op, check_training_steps, op_arguments
-from tagi import nn
+from op_parity import (GEMM_PATHS, LINEAR_CASES, OP_CASES, check_op, check_training_steps,
+                       linear_arrays, op_arguments)
+from tagi import models, nn
 from tagi.backends import OPS
 from tagi.backends import numpy_backend as ref
+from tagi.loop import train_step
 
 DTYPES = (np.float32, np.float64)
 
@@ -73,6 +76,141 @@ def test_training_steps_match_the_reference(cupy_on_cpu, path, rng, dtype):
     x, labels = rng.standard_normal((5, 3, 8, 8)), rng.integers(0, 10, 5)
     with cupy_on_cpu.gemm_settings(**GEMM_PATHS[path]):
         check_training_steps(small_cifar_net, cupy_on_cpu, dtype, x, labels)
+
+
+# ----------------------------------------------------------------------------- an H100 / H200
+
+H100_H200_SMS = 132
+
+
+@pytest.fixture(scope="module")
+def h200(cpu_cuda):
+    """The cupy backend on the CPU on an H100's / H200's 132 SMs, default GEMM settings."""
+    return harness.load_cupy_backend(harness.fake_cupy(cpu_cuda, H100_H200_SMS))
+
+
+def cifar_net(backend, dtype):
+    """The full 3-conv CIFAR-10 network (32x32 inputs), as the main job builds it."""
+    return models.tagi_network(models.architecture("cifar10_3conv"), 11, backend=backend,
+                               dtype=dtype, seed=0)
+
+
+def dry_run_launches(cpu_cuda, run):
+    """[(kernel, grid, block)] of every launch ``run(backend)`` makes on the H100/H200 geometry,
+    each checked against the grid limits and the kernel's signature but not run."""
+    launches = []
+    run(harness.load_cupy_backend(harness.fake_cupy(cpu_cuda, H100_H200_SMS, launches=launches)))
+    return launches
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_h200_training_step_of_the_3conv_network_at_batch_16(cpu_cuda, h200, rng, dtype):
+    """The main job's step (B = 16) with the split rule of a 132-SM GPU, against the float64
+    reference: every parameter after the step, and the prior outputs. About 3 s per dtype."""
+    x, labels = rng.standard_normal((16, 3, 32, 32)), rng.integers(0, 10, 16)
+    head = nn.HierarchicalSoftmax(10)
+    launches = dry_run_launches(cpu_cuda, lambda backend: train_step(
+        cifar_net(backend, "float32"), head, x.astype(np.float32), labels, 1.0))
+    split = {name for name, grid, _ in launches if grid[2] > 1}
+    assert {"conv2d_forward_f32", "conv2d_backward_f32", "conv2d_param_deltas_f32"} <= split, split
+    check_training_steps(cifar_net, h200, dtype, x, labels, steps=1)
+
+
+def test_h200_inference_at_batch_1024(cpu_cuda, h200, rng):
+    """Inference at B = 1,024 in its cheapest faithful form (the whole forward pass through the
+    harness would take minutes, conv1 alone 20 s): every launch of the full network's forward
+    pass, checked against the grid limits and the kernels' signatures (a dry run); then the
+    network's tail (pool3, fc1, ReLU, fc2) run at B = 1,024 against the float64 reference.
+    (The head's probabilities take the numpy path here: the harness's arrays are numpy arrays.)"""
+    x = rng.standard_normal((1024, 3, 32, 32)).astype(np.float32)
+    launches = dry_run_launches(cpu_cuda, lambda backend: cifar_net(backend, "float32").forward(x))
+    assert {name for name, _, _ in launches} == {"conv2d_forward_f32", "relu_forward_f32",
+                                                 "avgpool2d_forward_f32", "linear_forward_f32"}
+    conv1 = (1024 * 32 * 32 // h200.GEMM_BM, 32 // h200.GEMM_BN, 1)   # M = B*H*W rows, one split
+    assert [grid for name, grid, _ in launches if name == "conv2d_forward_f32"][0] == conv1
+
+    def tail(backend, dtype):
+        return nn.Sequential(nn.AvgPool2d(3, 2, padding=1, padding_type="bottom_right"),
+                             nn.Linear(1024, 64), nn.ReLU(), nn.Linear(64, 11),
+                             input_shape=(64, 8, 8), backend=backend, dtype=dtype, seed=0)
+
+    mu_x, var_x = gaussian_tensors(rng, (1024, 64, 8, 8))
+    want_mu, want_var = tail("numpy", "float64").forward(mu_x, var_x)
+    got_mu, got_var = tail(h200, "float32").forward(mu_x.astype(np.float32), var_x.astype(np.float32))
+    for got, want in ((got_mu, want_mu), (got_var, want_var)):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
+def test_split_k_counts_stay_within_the_grid_z_limit(cpu_cuda, h200):
+    with h200.gemm_settings(blocks_per_sm=10_000, min_slices_per_split=1):
+        # 100,000 slices would be 100,000 splits of one slice; z <= 65,535 makes them 2 slices each
+        assert h200.gemm_splits(1, 1, h200.GEMM_BK * 100_000) == (2 * h200.GEMM_BK, 50_000)
+    narrow = harness.load_cupy_backend(harness.fake_cupy(cpu_cuda, H100_H200_SMS,
+                                                         max_grid=(2 ** 31 - 1, 65_535, 3)))
+    with narrow.gemm_settings(blocks_per_sm=10_000, min_slices_per_split=1):
+        chunk, splits = narrow.gemm_splits(5, 11, 300)       # 19 slices: 3 splits, not 19
+        assert (chunk, splits) == (7 * narrow.GEMM_BK, 3)
+        for op in ("linear_forward", "linear_param_deltas"):  # launches past z = 3 would fail
+            check_op(narrow, op, op_arguments(op, linear_arrays, LINEAR_CASES[2], ()), np.float64)
+
+
+def test_capped_update_through_non_contiguous_views(cupy_on_cpu, rng):
+    """Views of parameters (strided, transposed) are updated in place, the rest left alone."""
+    mu, var = rng.standard_normal((6, 10)), 0.1 + rng.random((10, 6))
+    delta_mu, delta_var = 2 * rng.standard_normal((6, 10)), -rng.random((5, 6))
+    want_mu, want_var = mu.copy(), var.copy()
+    ref.capped_update(want_mu[:, 1::2], want_var[::2].T, delta_mu[:, ::2], delta_var.T, 2.0)
+    assert not np.array_equal(want_mu, mu) and not np.array_equal(want_var, var)
+    cupy_on_cpu.capped_update(mu[:, 1::2], var[::2].T, delta_mu[:, ::2], delta_var.T, 2.0)
+    np.testing.assert_allclose(mu, want_mu, rtol=1e-12)
+    np.testing.assert_allclose(var, want_var, rtol=1e-12)
+
+
+class DeviceArray(np.ndarray):
+    """Stands for cupy.ndarray, so that a plain numpy array is a host array."""
+
+
+FIRST_CASE_OF_EACH_OP = list({case[1]: case for case in reversed(OP_CASES)}.values())
+
+
+@pytest.mark.parametrize("name, op, make_arrays, case, dropped", FIRST_CASE_OF_EACH_OP,
+                         ids=[case[1] for case in FIRST_CASE_OF_EACH_OP])
+def test_a_host_array_is_refused_naming_the_op(cpu_cuda, name, op, make_arrays, case, dropped):
+    strict = harness.load_cupy_backend(harness.fake_cupy(cpu_cuda, H100_H200_SMS, ndarray=DeviceArray))
+    args = op_arguments(op, make_arrays, case, dropped)
+    with pytest.raises(TypeError, match=rf"{op}: \w+ is a host numpy array; use backend\.asarray"):
+        getattr(strict, op)(*args)
+    getattr(strict, op)(*(a.view(DeviceArray) if isinstance(a, np.ndarray) else a for a in args))
+
+
+def test_capture_that_fails_replays_eagerly_after_one_logged_line(cupy_on_cpu, rng, caplog):
+    """The harness cannot record a CUDA graph (as a machine without a GPU): ``capture`` logs why,
+    once, and its replays run the step eagerly, like eager steps on the reference."""
+    head = nn.HierarchicalSoftmax(10)
+    batches = [(rng.standard_normal((5, 3, 8, 8)), rng.integers(0, 10, 5)) for _ in range(3)]
+    eager, graphed = small_cifar_net("numpy", "float64"), small_cifar_net(cupy_on_cpu, "float64")
+    for x, labels in batches:
+        train_step(eager, head, x, labels, 1.0)
+    x_dev, y_dev = batches[0][0].copy(), head.observations(batches[0][1], 5, cupy_on_cpu, np.float64)
+
+    def step():
+        mu, var = graphed.forward(x_dev)
+        graphed.backward(*cupy_on_cpu.gaussian_innovations(mu, var, y_dev, 1.0))
+        graphed.step()
+        return mu, var
+
+    graph = cupy_on_cpu.capture(step)              # one real step on batches[0], then the attempt
+    assert not graph.captured and "cudaErrorNoDevice" in graph.reason
+    logged = [r.getMessage() for r in caplog.records if "CUDA-graph capture" in r.getMessage()]
+    assert len(logged) == 1 and "replaying it eagerly" in logged[0] and "\n" not in logged[0]
+    for x, labels in batches[1:]:
+        x_dev[...] = x
+        y_dev[...] = head.observations(labels, 5, cupy_on_cpu, np.float64)
+        graph.replay()
+    got = graphed.state_dict()
+    for key, want in eager.state_dict().items():
+        np.testing.assert_allclose(got[key], want, rtol=1e-11, atol=1e-12, err_msg=key)
+    assert [a.shape for a in graph.outputs] == [(5, 11), (5, 11)]      # the latest step's outputs
 
 
 # ----------------------------------------------------------------------------- the harness can fail

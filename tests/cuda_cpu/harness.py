@@ -53,8 +53,10 @@ class CpuCuda:
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(pool.map(lambda source: self.module(*source), sources))
 
-    def module(self, code, options=(), max_grid=MAX_GRID):
-        """The kernels of ``code``, launched within the grid limits ``max_grid`` (x, y, z)."""
+    def module(self, code, options=(), max_grid=MAX_GRID, launches=None):
+        """The kernels of ``code``, launched within the grid limits ``max_grid`` (x, y, z); with a
+        list ``launches``, a dry run: each launch is checked and appended as (name, grid, block),
+        not run."""
         key = hashlib.sha256(repr((code, tuple(options))).encode()).hexdigest()[:16]
         if key not in self._modules:
             names = KERNEL_DECLARATION.findall(code)
@@ -69,25 +71,25 @@ class CpuCuda:
             if result.returncode:
                 raise RuntimeError(f"g++ failed on the kernels:\n{result.stderr[-6000:]}")
             self._modules[key] = ctypes.CDLL(str(library))
-        return CpuModule(self._modules[key], max_grid)
+        return CpuModule(self._modules[key], max_grid, launches)
 
 
 class CpuModule:
     """The kernels of one compiled source, found by their extern "C" names."""
 
-    def __init__(self, library, max_grid=MAX_GRID):
-        self.library, self.max_grid = library, tuple(max_grid)
+    def __init__(self, library, max_grid=MAX_GRID, launches=None):
+        self.library, self.max_grid, self.launches = library, tuple(max_grid), launches
         self.library.tagi_cpu_error.restype = ctypes.c_char_p
 
     def get_function(self, name):
-        return CpuKernel(self.library, name, self.max_grid)
+        return CpuKernel(self.library, name, self.max_grid, self.launches)
 
 
 class CpuKernel:
     """A kernel called as ``kernel(grid, block, args, shared_mem=0)``, like a CuPy RawKernel."""
 
-    def __init__(self, library, name, max_grid=MAX_GRID):
-        self.name, self.max_grid = name, max_grid
+    def __init__(self, library, name, max_grid=MAX_GRID, launches=None):
+        self.name, self.max_grid, self.launches = name, max_grid, launches
         try:
             self._launch = getattr(library, f"tagi_cpu_launch_{name}")
             signature = getattr(library, f"tagi_cpu_signature_{name}")
@@ -113,8 +115,11 @@ class CpuKernel:
             raise TypeError(f"{self.name} takes {len(self.signature)} arguments "
                             f"({','.join(self.signature)}), got {len(args)}")
         dims = (ctypes.c_uint * 6)(*grid, *block)
-        guarded = GuardedArrays()
+        guarded = GuardedArrays() if self.launches is None else _Unguarded()
         values = [self._value(i, code, arg, guarded) for i, (code, arg) in enumerate(zip(self.signature, args))]
+        if self.launches is not None:
+            self.launches.append((self.name, grid, block))
+            return
         pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
         if self._launch(dims, pointers):
             raise RuntimeError(f"{self.name}: {self._error().decode()}")
@@ -137,6 +142,13 @@ class CpuKernel:
             raise TypeError(f"{where}: expected a numpy.{scalar_type.__name__}, got {type(arg).__name__}"
                             " (CuPy would pass a Python int or float as 64 bits)")
         return c_type(arg)
+
+
+class _Unguarded:
+    """The arrays of a dry-run launch, passed as they are (nothing runs)."""
+
+    def address(self, array):
+        return array.ctypes.data
 
 
 class GuardedArrays:
@@ -205,13 +217,14 @@ class _Stream:
         raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
 
 
-def fake_cupy(cuda, multiprocessors, max_grid=MAX_GRID, ndarray=np.ndarray):
+def fake_cupy(cuda, multiprocessors, max_grid=MAX_GRID, ndarray=np.ndarray, launches=None):
     """A stand-in for the ``cupy`` package: numpy arrays, kernels from ``cuda`` (a CpuCuda).
 
     ``multiprocessors`` is the SM count the backend sees (0 keeps every GEMM in one split; an
     H100 or H200 has 132), ``max_grid`` the device's grid limits, which every launch must keep.
     ``ndarray`` is the array type the backend takes for a device array: a numpy subclass makes
-    plain numpy arrays count as host arrays.
+    plain numpy arrays count as host arrays. With a list ``launches`` the kernels are not run,
+    only checked and recorded there (see CpuCuda.module).
     """
     fake = types.ModuleType("cupy")
     fake.__dict__.update(
@@ -219,7 +232,7 @@ def fake_cupy(cuda, multiprocessors, max_grid=MAX_GRID, ndarray=np.ndarray):
         asnumpy=np.array, empty=_empty, empty_like=_empty_like, zeros=np.zeros,
         zeros_like=np.zeros_like, matmul=np.matmul, tensordot=np.tensordot,
         concatenate=np.concatenate,
-        RawModule=lambda code, options=(): cuda.module(code, options, max_grid),
+        RawModule=lambda code, options=(): cuda.module(code, options, max_grid, launches),
         cuda=types.SimpleNamespace(
             Device=lambda: _Device(multiprocessors, max_grid), Stream=_Stream,
             get_current_stream=_Stream, MemoryPool=lambda: types.SimpleNamespace(malloc=None),
