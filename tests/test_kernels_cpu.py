@@ -213,6 +213,23 @@ def test_capture_that_fails_replays_eagerly_after_one_logged_line(cupy_on_cpu, r
     assert [a.shape for a in graph.outputs] == [(5, 11), (5, 11)]      # the latest step's outputs
 
 
+def test_the_gpu_benchmark_suite_runs_on_the_harness(h200, tmp_path):
+    """benchmarks/gpu.py end to end, both modes, at toy sizes and with host wall time instead of
+    CUDA events (no GPU here): a GPU session is too short to find its bugs."""
+    from benchmarks import gpu
+    from benchmarks.timing import Plan
+    rows = gpu.gpu_rows(h200, "float32", Plan(warmup=0, min_repeats=1, max_repeats=1), 1.0,
+                        gpu.MODES, tmp_path, batch=2, infer_batch=2, epoch_images=4, clock=None)
+    suites = [row["suite"] for row in rows]
+    assert {"gpu_op", "gpu_step", "gpu_epoch", "gpu_inference"} == set(suites)
+    assert all(row["median_s"] > 0 for row in rows)
+    for mode in gpu.MODES:
+        text = (tmp_path / f"gpu-{mode}.md").read_text()
+        assert "conv2d_param_deltas" in text and "epoch of 2 steps" in text and "images/s" in text
+    eager = (tmp_path / "gpu-eager.md").read_text()
+    assert "| cublas | 2 | conv1 | conv2d_forward |" in eager and "capped_update" in eager
+
+
 # ----------------------------------------------------------------------------- the harness can fail
 
 HARNESS_PROBE = """

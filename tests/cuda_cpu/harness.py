@@ -231,9 +231,13 @@ def fake_cupy(cuda, multiprocessors, max_grid=MAX_GRID, ndarray=np.ndarray, laun
         ndarray=ndarray, asarray=np.asarray, ascontiguousarray=np.ascontiguousarray,
         asnumpy=np.array, empty=_empty, empty_like=_empty_like, zeros=np.zeros,
         zeros_like=np.zeros_like, matmul=np.matmul, tensordot=np.tensordot,
-        concatenate=np.concatenate,
+        concatenate=np.concatenate, add=np.add,
         RawModule=lambda code, options=(): cuda.module(code, options, max_grid, launches),
+        random=types.SimpleNamespace(standard_normal=lambda shape, dtype=float: np.random.default_rng(
+            0).standard_normal(shape).astype(dtype)),
         cuda=types.SimpleNamespace(
+            runtime=types.SimpleNamespace(getDeviceProperties=lambda device: {
+                "name": b"CPU harness", "multiProcessorCount": multiprocessors}),
             Device=lambda: _Device(multiprocessors, max_grid), Stream=_Stream,
             get_current_stream=_Stream, MemoryPool=lambda: types.SimpleNamespace(malloc=None),
             using_allocator=lambda malloc: contextlib.nullcontext()))
