@@ -15,7 +15,7 @@ import pytest
 from conftest import gaussian_tensors
 from cuda_cpu import harness
 from op_parity import (GEMM_PATHS, LINEAR_CASES, OP_CASES, check_op, check_training_steps,
-                       linear_arrays, op_arguments)
+                       linear_arrays, op_arguments, replay_training_steps)
 from tagi import models, nn
 from tagi.backends import OPS
 from tagi.backends import numpy_backend as ref
@@ -191,22 +191,10 @@ def test_capture_that_fails_replays_eagerly_after_one_logged_line(cupy_on_cpu, r
     eager, graphed = small_cifar_net("numpy", "float64"), small_cifar_net(cupy_on_cpu, "float64")
     for x, labels in batches:
         train_step(eager, head, x, labels, 1.0)
-    x_dev, y_dev = batches[0][0].copy(), head.observations(batches[0][1], 5, cupy_on_cpu, np.float64)
-
-    def step():
-        mu, var = graphed.forward(x_dev)
-        graphed.backward(*cupy_on_cpu.gaussian_innovations(mu, var, y_dev, 1.0))
-        graphed.step()
-        return mu, var
-
-    graph = cupy_on_cpu.capture(step)              # one real step on batches[0], then the attempt
+    graph = replay_training_steps(cupy_on_cpu, graphed, head, batches)
     assert not graph.captured and "cudaErrorNoDevice" in graph.reason
     logged = [r.getMessage() for r in caplog.records if "CUDA-graph capture" in r.getMessage()]
     assert len(logged) == 1 and "replaying it eagerly" in logged[0] and "\n" not in logged[0]
-    for x, labels in batches[1:]:
-        x_dev[...] = x
-        y_dev[...] = head.observations(labels, 5, cupy_on_cpu, np.float64)
-        graph.replay()
     got = graphed.state_dict()
     for key, want in eager.state_dict().items():
         np.testing.assert_allclose(got[key], want, rtol=1e-11, atol=1e-12, err_msg=key)
