@@ -154,6 +154,18 @@ def test_split_k_counts_stay_within_the_grid_z_limit(cpu_cuda, h200):
             check_op(narrow, op, op_arguments(op, linear_arrays, LINEAR_CASES[2], ()), np.float64)
 
 
+def test_gemm_settings_apply_within_their_block_and_refuse_bad_values(cupy_on_cpu):
+    with cupy_on_cpu.gemm_settings(blocks_per_sm=0) as settings:
+        assert settings.blocks_per_sm == 0 and cupy_on_cpu.gemm_splits(64, 32, 16 * 64)[1] == 1
+    assert cupy_on_cpu.gemm_splits(64, 32, 16 * 64)[1] > 1          # 64 SMs: the default splits
+    with pytest.raises(ValueError, match="min_slices_per_split must be an int >= 1"):
+        with cupy_on_cpu.gemm_settings(min_slices_per_split=0):
+            pass
+    with pytest.raises(TypeError, match="unexpected keyword argument 'splits'"):
+        with cupy_on_cpu.gemm_settings(splits=2):
+            pass
+
+
 def test_capped_update_through_non_contiguous_views(cupy_on_cpu, rng):
     """Views of parameters (strided, transposed) are updated in place, the rest left alone."""
     mu, var = rng.standard_normal((6, 10)), 0.1 + rng.random((10, 6))
