@@ -154,6 +154,19 @@ def test_split_k_counts_stay_within_the_grid_z_limit(cpu_cuda, h200):
             check_op(narrow, op, op_arguments(op, linear_arrays, LINEAR_CASES[2], ()), np.float64)
 
 
+def test_without_a_usable_device_the_backend_does_not_import(cpu_cuda):
+    """So get_backend("cupy") reports it unavailable (and tests skip it) where cupy is installed
+    but no GPU answers."""
+    def no_driver():
+        raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+
+    for count in (lambda: 0, no_driver):
+        fake = harness.fake_cupy(cpu_cuda, 132)
+        fake.cuda.runtime.getDeviceCount = count
+        with pytest.raises(ImportError, match="cupy finds no (usable )?CUDA device"):
+            harness.load_cupy_backend(fake)
+
+
 def test_gemm_settings_apply_within_their_block_and_refuse_bad_values(cupy_on_cpu):
     with cupy_on_cpu.gemm_settings(blocks_per_sm=0) as settings:
         assert settings.blocks_per_sm == 0 and cupy_on_cpu.gemm_splits(64, 32, 16 * 64)[1] == 1

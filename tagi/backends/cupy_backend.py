@@ -48,6 +48,19 @@ xp = cupy
 log = logging.getLogger(__name__)
 
 
+def _require_device():
+    """ImportError (so get_backend reports the backend as unavailable) without a usable GPU."""
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as err:   # no driver, or one too old
+        raise ImportError(f"cupy finds no usable CUDA device ({err})") from None
+    if count == 0:
+        raise ImportError("cupy finds no CUDA device")
+
+
+_require_device()
+
+
 def kernel_folder(package=Path(tagi.__file__).resolve().parent):
     """The folder of the CUDA sources: ``tagi/kernels`` in an installed wheel (package data), else
     the top-level ``kernels/`` of a source checkout or an editable install."""

@@ -236,8 +236,10 @@ def fake_cupy(cuda, multiprocessors, max_grid=MAX_GRID, ndarray=np.ndarray, laun
         random=types.SimpleNamespace(standard_normal=lambda shape, dtype=float: np.random.default_rng(
             0).standard_normal(shape).astype(dtype)),
         cuda=types.SimpleNamespace(
-            runtime=types.SimpleNamespace(getDeviceProperties=lambda device: {
-                "name": b"CPU harness", "multiProcessorCount": multiprocessors}),
+            runtime=types.SimpleNamespace(
+                getDeviceCount=lambda: 1, CUDARuntimeError=RuntimeError,
+                getDeviceProperties=lambda device: {"name": b"CPU harness",
+                                                    "multiProcessorCount": multiprocessors}),
             Device=lambda: _Device(multiprocessors, max_grid), Stream=_Stream,
             get_current_stream=_Stream, MemoryPool=lambda: types.SimpleNamespace(malloc=None),
             using_allocator=lambda malloc: contextlib.nullcontext()))
