@@ -12,8 +12,11 @@ setup(
                 "neural network training on NumPy, Numba and CuPy backends",
     python_requires=">=3.10",
     packages=find_packages(include=["tagi", "tagi.*", "experiments", "experiments.*",
-                                    "benchmarks", "benchmarks.*"]),
-    package_data={"experiments": ["conf/*.yaml", "conf/*/*.yaml", "conf/*/*/*.yaml"]},
+                                    "benchmarks", "benchmarks.*"]) + ["tagi.kernels"],
+    # the CUDA sources stay in the top-level kernels/ and install as tagi/kernels/ (package data)
+    package_dir={"tagi.kernels": "kernels"},
+    package_data={"experiments": ["conf/*.yaml", "conf/*/*.yaml", "conf/*/*/*.yaml"],
+                  "tagi.kernels": ["*.cu", "*.cuh", "README.md"]},
     install_requires=[
         "numpy>=1.24",
         "numba>=0.59",
@@ -27,9 +30,11 @@ setup(
         "threadpoolctl>=3.1",
     ],
     extras_require={
-        "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2"],
-        "cuda": ["cupy-cuda13x>=13"],      # CUDA 13 drivers; use the cuda12 extra on CUDA 12
-        "cuda12": ["cupy-cuda12x>=13"],
+        "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2",
+                "wheel"],                  # wheel: tests/test_kernels_package.py builds one
+        # CuPy >= 14: memory a CUDA graph's capture allocated stays valid while the graph lives
+        "cuda": ["cupy-cuda13x>=14"],      # CUDA 13 drivers; use the cuda12 extra on CUDA 12
+        "cuda12": ["cupy-cuda12x>=14"],
         "oracle": ORACLE,
         "peers": ORACLE + ["torch==2.13.0"],   # other implementations, for benchmarks/peers.py
     },

@@ -21,6 +21,7 @@ import pandas as pd
 from tagi.backends import NAMES
 from tagi.data import CIFAR10_ARCHIVE, CIFAR10_FOLDER
 
+from . import gpu
 from .epoch import epoch_rows
 from .report import (COLUMNS, device_of, ops_markdown, peaks_markdown, plot_sweep, progress_line,
                      summary_markdown)
@@ -40,6 +41,13 @@ def _names(text):
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown}: choose from {NAMES}")
     return names
+
+
+def _modes(text):
+    modes = [mode for mode in text.split(",") if mode]
+    if not set(modes) <= set(gpu.MODES):
+        raise argparse.ArgumentTypeError(f"unknown gpu mode(s) in {text!r}: choose from {gpu.MODES}")
+    return modes
 
 
 def _batches(text):
@@ -68,6 +76,9 @@ def parse_args(argv=None):
                         f"{','.join(map(str, SWEEP['full']))}; '' for the headline batches only)")
     p.add_argument("--skip-ops", action="store_true", help="skip the per-op suite")
     p.add_argument("--skip-epoch", action="store_true", help="skip the main-job epoch")
+    p.add_argument("--gpu-modes", type=_modes, default=list(gpu.MODES),
+                   help="modes of the gpu suite on the cupy backend: eager, graph (CUDA-graph "
+                        "replays) or both (default eager,graph; '' skips the suite)")
     p.add_argument("--epoch-limit", type=int, default=None,
                    help=f"training images of the epoch (default all; --quick: {QUICK_LIMIT})")
     p.add_argument("--test-limit", type=int, default=None,
@@ -118,6 +129,9 @@ def suites_of(args, backend, plan, peak):
         backend, sorted({args.batch, *args.sweep}), dtype, plan, peak, seed)))
     suites.append(("inference", lambda: inference_rows(
         backend, sorted({args.infer_batch, *args.sweep}), dtype, plan, peak, seed)))
+    if device_of(backend) == "gpu" and args.gpu_modes:
+        suites.append(("gpu", lambda: gpu.gpu_rows(backend, dtype, plan, peak, args.gpu_modes,
+                                                   args.out, args.batch, seed)))
     if not args.skip_epoch and has_cifar10(args.data_root):
         suites.append(("epoch", lambda: epoch_rows(
             backend, dtype, args.data_root, args.out / f"epoch-{backend.NAME}",

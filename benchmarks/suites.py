@@ -59,7 +59,7 @@ def _gaussian(backend, rng, shape, dtype):
             backend.asarray(0.1 + rng.random(shape), dtype=dtype))
 
 
-def _op_calls(spec, backend, batch, dtype, rng):
+def op_calls(spec, backend, batch, dtype, rng):
     """{op: zero-argument call} for the layer ``spec``, on random inputs and innovations."""
     layer = spec.layer
     in_shape = (layer.in_features,) if spec.family == "linear" else layer.in_shape
@@ -89,7 +89,7 @@ def op_rows(backend, batch, dtype, plan, peak, seed=0):
     rng = np.random.default_rng(seed)
     rows = []
     for spec in flops.layer_ops(net):
-        calls = _op_calls(spec, backend, batch, net.dtype, rng)
+        calls = op_calls(spec, backend, batch, net.dtype, rng)
         for op in spec.ops:
             timing = measure(calls[op], backend.synchronize, plan)
             rows.append(record("op", backend, spec.name, f"{spec.family}_{op}", batch, net.dtype,

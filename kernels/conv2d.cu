@@ -20,18 +20,20 @@ struct Conv2dForward {
   int M, N, K;  // B*L, C_out, P
   static constexpr bool A_K_FASTEST = false, B_K_FASTEST = true;
 
-  __device__ int4 m_info(int m) const { return g.window_origin(m / g.out_size(), m % g.out_size()); }
-  __device__ int4 k_info(int k) const { return g.patch_cell(k); }
+  using RowInfo = WindowOrigin;  // the window of output position m
+  using SliceInfo = PatchCell;   // patch cell k
+  __device__ WindowOrigin m_info(int m) const { return g.window_origin(m / g.out_size(), m % g.out_size()); }
+  __device__ PatchCell k_info(int k) const { return g.patch_cell(k); }
 
   template <bool VAR>
-  __device__ void load_a(int m, int k, int4 window, int4 cell, real& mu, real& var) const {
+  __device__ void load_a(int m, int k, WindowOrigin window, PatchCell cell, real& mu, real& var) const {
     const int index = g.input_index(window, cell);
     if (index < 0) return;
     mu = __ldg(mu_a + index);
     if constexpr (VAR) var = __ldg(var_a + index);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, int4 cell, real& mu, real& var, real& sq) const {
+  __device__ void load_b(int k, int n, PatchCell, real& mu, real& var, real& sq) const {
     mu = __ldg(mu_w + n * K + k);
     if constexpr (VAR) var = mu * mu + __ldg(var_w + n * K + k);
     if constexpr (SQ) sq = __ldg(var_w + n * K + k);
@@ -58,27 +60,37 @@ struct Conv2dBackward {
   int M, N, K;  // B*H*W, C, C_out*K*K
   static constexpr bool A_K_FASTEST = false, B_K_FASTEST = true;
 
-  // {offset of sample b in delta_*_z, iy + pad, ix + pad, 0}
-  __device__ int4 m_info(int m) const {
+  struct InputCell {   // row m: input cell p of sample b
+    int sample;        // offset of sample b in delta_*_z
+    int ty, tx;        // iy + pad, ix + pad
+  };
+  struct KernelTap {   // reduction index k: kernel cell r of output channel co
+    int channel;       // offset of channel co in a sample of delta_*_z
+    int ky, kx;        // r = ky*K + kx
+    int weight;        // index of mu_w[co, 0, ky, kx]
+  };
+  using RowInfo = InputCell;
+  using SliceInfo = KernelTap;
+
+  __device__ InputCell m_info(int m) const {
     const int p = m % g.in_size();
-    return make_int4(m / g.in_size() * c_out * g.out_size(), p / g.width + g.pad, p % g.width + g.pad, 0);
+    return {m / g.in_size() * c_out * g.out_size(), p / g.width + g.pad, p % g.width + g.pad};
   }
-  // {offset of channel co in a sample of delta_*_z, ky, kx, index of mu_w[co, 0, ky, kx]}
-  __device__ int4 k_info(int k) const {
+  __device__ KernelTap k_info(int k) const {
     const int kk = g.kernel * g.kernel, co = k / kk, r = k % kk;
-    return make_int4(co * g.out_size(), r / g.kernel, r % g.kernel, co * N * kk + r);
+    return {co * g.out_size(), r / g.kernel, r % g.kernel, co * N * kk + r};
   }
 
   template <bool VAR>
-  __device__ void load_a(int m, int k, int4 cell, int4 tap, real& mu, real& var) const {
-    const int l = g.output_position(cell.y - tap.y, cell.z - tap.z);
+  __device__ void load_a(int m, int k, InputCell cell, KernelTap tap, real& mu, real& var) const {
+    const int l = g.output_position(cell.ty - tap.ky, cell.tx - tap.kx);
     if (l < 0) return;
-    mu = __ldg(delta_mu_z + cell.x + tap.x + l);
-    if constexpr (VAR) var = __ldg(delta_var_z + cell.x + tap.x + l);
+    mu = __ldg(delta_mu_z + cell.sample + tap.channel + l);
+    if constexpr (VAR) var = __ldg(delta_var_z + cell.sample + tap.channel + l);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, int4 tap, real& mu, real& var, real& sq) const {
-    mu = __ldg(mu_w + tap.w + n * g.kernel * g.kernel);
+  __device__ void load_b(int k, int n, KernelTap tap, real& mu, real& var, real& sq) const {
+    mu = __ldg(mu_w + tap.weight + n * g.kernel * g.kernel);
     if constexpr (VAR) var = mu * mu;
   }
   template <bool VAR>
@@ -101,28 +113,37 @@ struct Conv2dParamDeltas {
   int M, N, K;  // P + 1, C_out, B*L
   static constexpr bool A_K_FASTEST = true, B_K_FASTEST = true;
 
-  // the patch cell, or {0, 0, 0, 1} for the bias row
-  __device__ int4 m_info(int m) const { return m == g.patch_size() ? make_int4(0, 0, 0, 1) : g.patch_cell(m); }
-  // the window, with .w = index of delta_*_z[b, 0, l]
-  __device__ int4 k_info(int k) const {
+  struct WeightRow {    // row m: a patch cell, or the bias
+    PatchCell cell;
+    bool bias;
+  };
+  struct Position {     // reduction index k: window l of sample b
+    WindowOrigin window;
+    int delta;          // index of delta_*_z[b, 0, l]
+  };
+  using RowInfo = WeightRow;
+  using SliceInfo = Position;
+
+  __device__ WeightRow m_info(int m) const {
+    return m == g.patch_size() ? WeightRow{{}, true} : WeightRow{g.patch_cell(m), false};
+  }
+  __device__ Position k_info(int k) const {
     const int b = k / g.out_size(), l = k % g.out_size();
-    int4 window = g.window_origin(b, l);
-    window.w = b * N * g.out_size() + l;
-    return window;
+    return {g.window_origin(b, l), b * N * g.out_size() + l};
   }
 
   template <bool VAR>
-  __device__ void load_a(int m, int k, int4 cell, int4 window, real& mu, real& var) const {
-    if (cell.w) {
+  __device__ void load_a(int m, int k, WeightRow row, Position position, real& mu, real& var) const {
+    if (row.bias) {
       mu = 1;
       return;
     }
-    const int index = g.input_index(window, cell);
+    const int index = g.input_index(position.window, row.cell);
     if (index >= 0) mu = __ldg(mu_a + index);
   }
   template <bool VAR, bool SQ>
-  __device__ void load_b(int k, int n, int4 window, real& mu, real& var, real& sq) const {
-    const int index = window.w + n * g.out_size();
+  __device__ void load_b(int k, int n, Position position, real& mu, real& var, real& sq) const {
+    const int index = position.delta + n * g.out_size();
     mu = __ldg(delta_mu_z + index);
     if constexpr (SQ) sq = __ldg(delta_var_z + index);
   }
@@ -142,7 +163,7 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(conv2d_forw
     const real* var_b, real* mu_z, real* var_z, int batch, int channels, int height, int width,
     int kernel, int stride, int pad, int out_height, int out_width, int c_out, int k_chunk,
     real* partial, int reduce_splits) {
-  __shared__ GemmShared s;
+  __shared__ GemmShared<Conv2dForward> s;
   const Window g{channels, height, width, kernel, stride, pad, out_height, out_width};
   const Conv2dForward p{mu_a, var_a, mu_w, var_w, mu_b, var_b, mu_z, var_z, g,
                         batch * g.out_size(), c_out, g.patch_size()};
@@ -155,7 +176,7 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(conv2d_back
     const real* delta_mu_z, const real* delta_var_z, const real* mu_w, real* delta_mu_a,
     real* delta_var_a, int batch, int channels, int height, int width, int kernel, int stride,
     int pad, int out_height, int out_width, int c_out, int k_chunk, real* partial, int reduce_splits) {
-  __shared__ GemmShared s;
+  __shared__ GemmShared<Conv2dBackward> s;
   const Window g{channels, height, width, kernel, stride, pad, out_height, out_width};
   const Conv2dBackward p{delta_mu_z, delta_var_z, mu_w, delta_mu_a, delta_var_a, g, c_out,
                          batch * g.in_size(), channels, c_out * kernel * kernel};
@@ -168,7 +189,7 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS) TAGI_NAME(conv2d_para
     const real* var_b, real* delta_mu_w, real* delta_var_w, real* delta_mu_b, real* delta_var_b,
     int batch, int channels, int height, int width, int kernel, int stride, int pad,
     int out_height, int out_width, int c_out, int k_chunk, real* partial, int reduce_splits) {
-  __shared__ GemmShared s;
+  __shared__ GemmShared<Conv2dParamDeltas> s;
   const Window g{channels, height, width, kernel, stride, pad, out_height, out_width};
   const Conv2dParamDeltas p{mu_a, delta_mu_z, delta_var_z, var_w, var_b, delta_mu_w,
                             delta_var_w, delta_mu_b, delta_var_b, g,

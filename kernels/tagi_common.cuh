@@ -32,6 +32,18 @@ __device__ __forceinline__ int element_index() { return blockIdx.x * blockDim.x 
 // ky, kx < kernel; reads outside the map are padding (zero mean, zero variance). `pad` is the
 // padding before the first row/column; the padding after the last one only shows in out_height
 // and out_width, which the host computes (tagi.geometry.Window2d).
+// A cell of a kernel x kernel patch (see Window::patch_cell).
+struct PatchCell {
+  int offset;  // flat offset from the window's top-left input cell: (c*height + ky)*width + kx
+  int ky, kx;  // row and column within the window
+};
+
+// Where a window lies in the input (see Window::window_origin); it may start in the padding.
+struct WindowOrigin {
+  int index;     // flat NCHW index of its top-left cell (sample b, channel 0)
+  int iy0, ix0;  // that cell's row oy*stride - pad and column ox*stride - pad
+};
+
 struct Window {
   int channels, height, width, kernel, stride, pad, out_height, out_width;
 
@@ -39,24 +51,22 @@ struct Window {
   __device__ int out_size() const { return out_height * out_width; }
   __device__ int patch_size() const { return channels * kernel * kernel; }
 
-  // Patch cell k = (c*kernel + ky)*kernel + kx: {its flat offset from the window's top-left
-  // input cell, (c*height + ky)*width + kx; ky; kx; 0}.
-  __device__ int4 patch_cell(int k) const {
+  // Patch cell k = (c*kernel + ky)*kernel + kx.
+  __device__ PatchCell patch_cell(int k) const {
     const int kk = kernel * kernel, c = k / kk, ky = k % kk / kernel, kx = k % kernel;
-    return make_int4((c * height + ky) * width + kx, ky, kx, 0);
+    return {(c * height + ky) * width + kx, ky, kx};
   }
 
-  // Window l = oy*out_width + ox of sample b: {the flat NCHW index of its top-left cell (which
-  // may lie in the padding); that cell's row iy0 = oy*stride - pad; its column ix0; 0}.
-  __device__ int4 window_origin(int b, int l) const {
+  // Window l = oy*out_width + ox of sample b.
+  __device__ WindowOrigin window_origin(int b, int l) const {
     const int iy0 = l / out_width * stride - pad, ix0 = l % out_width * stride - pad;
-    return make_int4((b * channels * height + iy0) * width + ix0, iy0, ix0, 0);
+    return {(b * channels * height + iy0) * width + ix0, iy0, ix0};
   }
 
   // Flat NCHW index of a patch cell of a window, or -1 where it is padding.
-  __device__ int input_index(int4 window, int4 cell) const {
-    const int iy = window.y + cell.y, ix = window.z + cell.z;
-    return iy < 0 || iy >= height || ix < 0 || ix >= width ? -1 : window.x + cell.x;
+  __device__ int input_index(WindowOrigin window, PatchCell cell) const {
+    const int iy = window.iy0 + cell.ky, ix = window.ix0 + cell.kx;
+    return iy < 0 || iy >= height || ix < 0 || ix >= width ? -1 : window.index + cell.offset;
   }
 
   // The transpose: the window l = oy*out_width + ox whose kernel cell (ky, kx) reads input row

@@ -13,19 +13,22 @@
 // A Problem describes one op: sizes and index maps (gathers and scatters), nothing else:
 //     int M, N, K;
 //     static constexpr bool A_K_FASTEST, B_K_FASTEST;   // load order that coalesces the gathers
-//     int4 m_info(int m) const;   // what the loads need to know about row m / reduction index k:
-//     int4 k_info(int k) const;   // the div/mod work, done once per block (m) and per slice (k)
-//     template <bool VAR> void load_a(int m, int k, int4 mi, int4 ki, real& mu, real& var) const;
-//     template <bool VAR, bool SQ> void load_b(int k, int n, int4 ki, real& mu, real& var, real& sq) const;
+//     struct RowInfo, SliceInfo;  // what the loads need to know about row m / reduction index k
+//     RowInfo m_info(int m) const;    // (named fields): the div/mod work, done once per block (m)
+//     SliceInfo k_info(int k) const;  // and once per slice (k)
+//     template <bool VAR> void load_a(int m, int k, RowInfo, SliceInfo, real& mu, real& var) const;
+//     template <bool VAR, bool SQ> void load_b(int k, int n, SliceInfo, real& mu, real& var, real& sq) const;
 //     template <bool VAR> void store(int m, int n, real mu, real var) const;
 // Loads are called only for m < M, n < N, k < K and leave zeros where the op reads padding.
 //
-// Thread mapping: a block of GEMM_THREADS = 128 threads computes a GEMM_BM x GEMM_BN = 64 x 32
-// output tile; thread t owns the 4 x 4 sub-tile at rows 4*(t % 16) + 0..3, columns
-// 4*(t / 16) + 0..3, for the mean and the variance (32 accumulators). The reduction walks k in
-// slices of GEMM_BK = 16: per slice, the k_info of the slice, then A and B staged in shared
-// memory (a thread reads its 4 rows / columns as one vector), then the products, with a barrier
-// after each. Grid: (ceil(M / 64), ceil(N / 32), splits).
+// Tile sizes: tagi/backends/cupy_backend.py (GEMM_TILE) passes them to NVRTC as -D defines; the
+// defaults below, for nvcc builds of one file, are the same values (tests/test_kernels_package.py).
+// Thread mapping, with the defaults: a block of GEMM_THREADS = 128 threads computes a
+// GEMM_BM x GEMM_BN = 64 x 32 output tile; thread t owns the GEMM_TM x GEMM_TN = 4 x 4 sub-tile
+// at rows 4*(t % 16) + 0..3, columns 4*(t / 16) + 0..3, for the mean and the variance (32
+// accumulators). The reduction walks k in slices of GEMM_BK = 16: per slice, the k_info of the
+// slice, then A and B staged in shared memory (a thread reads its 4 rows / columns as one
+// vector), then the products, with a barrier after each. Grid: (ceil(M / 64), ceil(N / 32), splits).
 //
 // Split-K: with few output tiles (batch 16; parameter deltas summed over a long batch axis) the
 // k range is cut into gridDim.z chunks of k_chunk (a multiple of GEMM_BK) so the whole GPU works.
@@ -38,28 +41,50 @@
 
 #include "tagi_common.cuh"
 
-constexpr int GEMM_BM = 64, GEMM_BN = 32, GEMM_BK = 16;  // block tile and reduction slice
-constexpr int GEMM_TM = 4, GEMM_TN = 4;                   // per-thread sub-tile
+#ifndef GEMM_BM
+#define GEMM_BM 64  // block tile rows
+#endif
+#ifndef GEMM_BN
+#define GEMM_BN 32  // block tile columns
+#endif
+#ifndef GEMM_BK
+#define GEMM_BK 16  // reduction slice
+#endif
+#ifndef GEMM_TM
+#define GEMM_TM 4  // per-thread sub-tile rows
+#endif
+#ifndef GEMM_TN
+#define GEMM_TN 4  // per-thread sub-tile columns
+#endif
+#ifndef GEMM_REDUCE_OUTPUTS
+#define GEMM_REDUCE_OUTPUTS 16  // outputs per block in the split-K second pass
+#endif
 constexpr int GEMM_THREADS = (GEMM_BM / GEMM_TM) * (GEMM_BN / GEMM_TN);
 constexpr int GEMM_PAD = 4;  // row padding: k-fastest stores spread over banks, rows stay 16-byte aligned
-constexpr int GEMM_REDUCE_OUTPUTS = 16;  // outputs per block in the split-K second pass
+static_assert(GEMM_BM % GEMM_TM == 0 && GEMM_BN % GEMM_TN == 0, "sub-tiles must tile the block tile");
+static_assert(GEMM_BK <= GEMM_THREADS, "k_info takes one thread per index of a slice");
+static_assert(GEMM_THREADS % GEMM_REDUCE_OUTPUTS == 0, "the second pass needs whole lanes per output");
+
+// An index record for problems whose loads need none (plain row-major operands).
+struct NoInfo {};
 
 // Staged slices, stored k-major so a thread reads its 4 consecutive rows / columns as one vector.
+template <class Problem>
 struct alignas(16) GemmShared {
   real a_mu[GEMM_BK][GEMM_BM + GEMM_PAD];
   real a_var[GEMM_BK][GEMM_BM + GEMM_PAD];
   real b_mu[GEMM_BK][GEMM_BN + GEMM_PAD];
   real b_var[GEMM_BK][GEMM_BN + GEMM_PAD];
   real b_sq[GEMM_BK][GEMM_BN + GEMM_PAD];
-  int4 m_info[GEMM_BM];  // Problem::m_info of the tile's rows
-  int4 k_info[GEMM_BK];  // Problem::k_info of the slice
+  typename Problem::RowInfo m_info[GEMM_BM];    // Problem::m_info of the tile's rows
+  typename Problem::SliceInfo k_info[GEMM_BK];  // Problem::k_info of the slice
   real reduce[2][GEMM_THREADS];  // split-K second pass: per-thread sums of mean and variance
 };
 
 // Stage A[m0 .. m0+63, k0 .. k0+15] and B[k0 .. k0+15, n0 .. n0+31] in shared memory, zeros
 // outside the problem and past k_end.
 template <bool VAR_TERM, bool SQ_TERM, class Problem>
-__device__ void gemm_stage(const Problem& p, GemmShared& s, int m0, int n0, int k0, int k_end) {
+__device__ void gemm_stage(const Problem& p, GemmShared<Problem>& s, int m0, int n0, int k0, int k_end) {
   if (threadIdx.x < GEMM_BK && k0 + threadIdx.x < k_end) s.k_info[threadIdx.x] = p.k_info(k0 + threadIdx.x);
   __syncthreads();
   for (int e = threadIdx.x; e < GEMM_BM * GEMM_BK; e += GEMM_THREADS) {
@@ -87,7 +112,7 @@ __device__ void gemm_stage(const Problem& p, GemmShared& s, int m0, int n0, int 
 // partials of output o = 16*blockIdx.x + t % 16 from splits t / 16, t / 16 + 8, ... in order,
 // then threads 0..15 add the 8 sums of their output in order and store it.
 template <bool VAR, class Problem>
-__device__ void gemm_reduce(const Problem& p, GemmShared& s, const real* partial, int splits) {
+__device__ void gemm_reduce(const Problem& p, GemmShared<Problem>& s, const real* partial, int splits) {
   constexpr int OUTPUTS = GEMM_REDUCE_OUTPUTS, LANES = GEMM_THREADS / OUTPUTS;
   const int plane = p.M * p.N, output = blockIdx.x * OUTPUTS + threadIdx.x % OUTPUTS;
   real mu = 0, var = 0;
@@ -110,7 +135,7 @@ __device__ void gemm_reduce(const Problem& p, GemmShared& s, const real* partial
 // The kernel body: with reduce_splits = 0, the (blockIdx.x, blockIdx.y) tile over the k range
 // of split blockIdx.z; with reduce_splits > 0, the split-K second pass.
 template <bool VAR_TERM, bool SQ_TERM, class Problem>
-__device__ void gemm(const Problem& p, GemmShared& s, int k_chunk, real* partial, int reduce_splits) {
+__device__ void gemm(const Problem& p, GemmShared<Problem>& s, int k_chunk, real* partial, int reduce_splits) {
   constexpr bool VAR = VAR_TERM || SQ_TERM;
   if (reduce_splits) {
     gemm_reduce<VAR>(p, s, partial, reduce_splits);

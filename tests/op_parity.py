@@ -36,6 +36,11 @@ POOL_CASES = [
 LINEAR_CASES = [(3, 5, 4), (70, 37, 33), (5, 300, 11)]   # (B, N_in, N_out)
 BATCH = 2
 
+# The cupy backend's GEMM paths, as its gemm_settings: fused kernels that never split a reduction,
+# fused kernels that split every reduction down to one GEMM_BK slice per block, cuBLAS.
+GEMM_PATHS = {"fused": dict(blocks_per_sm=0), "split_k": dict(blocks_per_sm=10_000, min_slices_per_split=1),
+              "cublas": dict(cublas=True)}
+
 # The None patterns of the contract: the arguments each one leaves out.
 FORWARD = {"full": (), "exact_input": ("var_a",), "mean_only": ("var_a", "var_w", "var_b")}
 BACKWARD = {"full": (), "mean_only": ("delta_var",)}
@@ -165,3 +170,24 @@ def check_training_steps(make_net, backend, dtype, x, labels, steps=2, to_host=n
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=tol, atol=tol * np.abs(want[key]).max(),
                                    err_msg=key)
+
+
+def replay_training_steps(backend, net, head, batches, to_device=np.asarray):
+    """Train ``net`` on ``batches`` [(x, labels)] through ``backend.capture``: the step on device
+    buffers is recorded (its real first call trains on the first batch), then replayed on each
+    other batch after refilling the buffers -> the CapturedGraph."""
+    x_dev = to_device(batches[0][0].astype(net.dtype))
+    y_dev = head.observations(batches[0][1], len(batches[0][1]), backend, net.dtype)
+
+    def step():
+        mu, var = net.forward(x_dev)
+        net.backward(*backend.gaussian_innovations(mu, var, y_dev, 1.0))
+        net.step()
+        return mu, var
+
+    graph = backend.capture(step)
+    for x, labels in batches[1:]:
+        x_dev[...] = to_device(x.astype(net.dtype))
+        y_dev[...] = head.observations(labels, len(labels), backend, net.dtype)
+        graph.replay()
+    return graph

@@ -6,12 +6,15 @@ that a step never synchronises: a synchronisation inside stream capture is an er
 Skipped where cupy or a CUDA device is missing; tests/test_kernels_cpu.py runs the same kernels
 on the CPU.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
 cupy = pytest.importorskip("cupy", reason="the cupy backend needs cupy (pip install cupy-cuda13x)")
 
-from op_parity import OP_CASES, check_op, check_training_steps, op_arguments  # noqa: E402
+from op_parity import (GEMM_PATHS, OP_CASES, check_op, check_training_steps, op_arguments,  # noqa: E402
+                       replay_training_steps)
 from tagi import models, nn  # noqa: E402
 from tagi.backends import get_backend  # noqa: E402
 
@@ -28,20 +31,19 @@ if not _devices():
 
 backend = get_backend("cupy")
 DTYPES = (np.float32, np.float64)
-PATHS = ("fused", "split_k", "cublas")
+PATHS = tuple(GEMM_PATHS)
 OP_RUNS = [(path, *case) for case in OP_CASES
            for path in (PATHS if case[1].startswith(("conv2d", "linear")) else PATHS[:1])]
 
 
 @pytest.fixture
-def gemm_path(monkeypatch):
-    """Select a GEMM path of the backend: fused kernels without or with split-K, or cuBLAS."""
-    def select(path):
-        monkeypatch.setattr(backend, "USE_CUBLAS", path == "cublas")
-        monkeypatch.setattr(backend, "TARGET_BLOCKS_PER_SM", 0 if path == "fused" else 1000)
-        monkeypatch.setattr(backend, "MIN_SLICES_PER_SPLIT", 1)
-        return backend
-    return select
+def gemm_path():
+    """Select a GEMM path of the backend (op_parity.GEMM_PATHS) for the rest of the test."""
+    with contextlib.ExitStack() as stack:
+        def select(path):
+            stack.enter_context(backend.gemm_settings(**GEMM_PATHS[path]))
+            return backend
+        yield select
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -77,20 +79,8 @@ def test_a_captured_training_step_replays_like_eager_steps(rng):
         eager.backward(*head.innovations(mu, var, labels, sigma_v=1.0))
         eager.step()
 
-    x_dev = cupy.asarray(batches[0][0], dtype=np.float32)
-    y_dev = head.observations(batches[0][1], 16, backend, np.float32)
-
-    def step():
-        mu, var = graphed.forward(x_dev)
-        graphed.backward(*backend.gaussian_innovations(mu, var, y_dev, 1.0))
-        graphed.step()
-        return mu, var
-
-    graph = backend.capture(step)          # one real step on batches[0], then the recording
-    for x, labels in batches[1:]:
-        x_dev[...] = cupy.asarray(x, dtype=np.float32)
-        y_dev[...] = head.observations(labels, 16, backend, np.float32)
-        graph.replay()
+    graph = replay_training_steps(backend, graphed, head, batches, to_device=cupy.asarray)
+    assert graph.captured, graph.reason
     got = graphed.state_dict()
     for key, want in eager.state_dict().items():
         np.testing.assert_allclose(got[key], want, rtol=1e-6, atol=1e-7, err_msg=key)

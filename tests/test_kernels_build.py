@@ -21,7 +21,7 @@ from cuda_cpu import harness
 
 DTYPES = {"f32": np.float32, "f64": np.float64}
 CUPY_OPTIONS = ("-ftz=true",)            # CuPy adds this to every NVRTC compile
-LAUNCH = re.compile(r"\b(?:_gemm|_elementwise|_per_cell|_kernel)\(\s*\"(\w+)\"")
+LAUNCH = re.compile(r"\b(?:_gemm|_elementwise|_kernel)\(\s*\"(\w+)\"")
 ENTRY = re.compile(r"Compiling entry function '(\w+)'")
 PROPERTIES = re.compile(r"Function properties for (\w+)\s+(\d+) bytes stack frame, "
                         r"(\d+) bytes spill stores, (\d+) bytes spill loads")

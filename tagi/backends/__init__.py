@@ -47,8 +47,6 @@ def get_backend(name="numpy"):
             return get_backend("numpy")
     if name not in NAMES:
         raise ValueError(f"unknown backend {name!r}: choose one of {NAMES + ('auto',)}")
-    if name == "cupy" and (reason := gpu_missing()) is not None:
-        raise ImportError(f"backend 'cupy' is not available here: {reason}")
     try:
         return importlib.import_module(f"tagi.backends.{name}_backend")
     except ImportError as err:

@@ -16,17 +16,24 @@ parameter deltas) run by default as fused Gaussian-GEMM kernels
 (``kernels/tagi_gemm.cuh``): one launch computes means and variances together,
 gathering its operands straight from the NCHW maps; when the output has too few
 tiles to fill the GPU (batch 16, parameter deltas) the reduction is split over
-more blocks and a second launch adds the parts in a fixed order. With
-``USE_CUBLAS = True`` they run as the reference's formulas instead: patch
-matrices (im2col / col2im kernels) multiplied by cuBLAS through
-``cupy.matmul``. Both paths agree to round-off; ``benchmarks/gpu_kernels.py``
-times both.
+more blocks (at most the device's grid z limit) and a second launch adds the
+parts in a fixed order. Inside ``with gemm_settings(cublas=True):`` they run as
+the reference's formulas instead: patch matrices (im2col / col2im kernels)
+multiplied by cuBLAS through ``cupy.matmul``. Both paths agree to round-off;
+the ``gpu`` suite of ``python -m benchmarks`` times both.
+
+Arrays. Every op takes device arrays; a host numpy array is refused with a
+TypeError naming the op and the argument (``asarray`` copies it to the device).
 
 ``capture(fn)`` records a function of device arrays (a whole training step) as
-a CUDA graph and replays it with one launch, see ``CapturedGraph``.
+a CUDA graph and replays it with one launch, see ``CapturedGraph``; where
+capture fails, the replay runs ``fn`` eagerly instead.
 """
+import contextlib
+import contextvars
+import dataclasses
 import functools
-import re
+import logging
 from pathlib import Path
 
 import cupy
@@ -38,25 +45,78 @@ from . import numpy_backend as reference
 
 NAME = "cupy"
 xp = cupy
+log = logging.getLogger(__name__)
 
-KERNELS = Path(tagi.__file__).resolve().parents[1] / "kernels"
 
-USE_CUBLAS = False          # True: GEMM-shaped products through cuBLAS (cupy.matmul) on patch matrices
+def _require_device():
+    """ImportError (so get_backend reports the backend as unavailable) without a usable GPU."""
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as err:   # no driver, or one too old
+        raise ImportError(f"cupy finds no usable CUDA device ({err})") from None
+    if count == 0:
+        raise ImportError("cupy finds no CUDA device")
+
+
+_require_device()
+
+
+def kernel_folder(package=Path(tagi.__file__).resolve().parent):
+    """The folder of the CUDA sources: ``tagi/kernels`` in an installed wheel (package data), else
+    the top-level ``kernels/`` of a source checkout or an editable install."""
+    for folder in (package / "kernels", package.parent / "kernels"):
+        if (folder / "tagi_gemm.cuh").is_file():
+            return folder
+    raise FileNotFoundError(f"the CUDA kernels are neither in {package / 'kernels'} nor in "
+                            f"{package.parent / 'kernels'}: reinstall tagi")
+
+
+KERNELS = kernel_folder()
+
+# Gaussian-GEMM tiling, the one source of truth: handed to NVRTC as -D defines; the #ifndef
+# defaults in kernels/tagi_gemm.cuh (for nvcc builds of single files) must agree (a test checks).
+GEMM_TILE = {"GEMM_BM": 64, "GEMM_BN": 32, "GEMM_BK": 16,   # block tile and reduction slice
+             "GEMM_TM": 4, "GEMM_TN": 4,                    # per-thread sub-tile
+             "GEMM_REDUCE_OUTPUTS": 16}                     # outputs per block, split-K second pass
+GEMM_BM, GEMM_BN, GEMM_BK = GEMM_TILE["GEMM_BM"], GEMM_TILE["GEMM_BN"], GEMM_TILE["GEMM_BK"]
+GEMM_REDUCE_OUTPUTS = GEMM_TILE["GEMM_REDUCE_OUTPUTS"]
+GEMM_THREADS = (GEMM_BM // GEMM_TILE["GEMM_TM"]) * (GEMM_BN // GEMM_TILE["GEMM_TN"])
 ELEMENT_THREADS = 256       # block size of the one-thread-per-element kernels
-TARGET_BLOCKS_PER_SM = 2    # split the reduction of a GEMM until about this many blocks per SM run
-MIN_SLICES_PER_SPLIT = 4    # ... but give every split at least this many GEMM_BK-slices of k
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
-def _gemm_sizes():
-    """GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS, GEMM_REDUCE_OUTPUTS of kernels/tagi_gemm.cuh."""
-    text = (KERNELS / "tagi_gemm.cuh").read_text()
-    size = {name: int(value) for name, value in re.findall(r"\b(GEMM_[A-Z_]+) = (\d+)", text)}
-    threads = (size["GEMM_BM"] // size["GEMM_TM"]) * (size["GEMM_BN"] // size["GEMM_TN"])
-    return size["GEMM_BM"], size["GEMM_BN"], size["GEMM_BK"], threads, size["GEMM_REDUCE_OUTPUTS"]
+@dataclasses.dataclass(frozen=True)
+class GemmSettings:
+    """How the conv2d and linear ops compute their products (see ``gemm_settings``).
+
+    ``cublas``: patch matrices through cuBLAS instead of the fused kernels.
+    ``blocks_per_sm``: split a reduction until about this many blocks per SM run (0: never split).
+    ``min_slices_per_split``: ... but give every split at least this many GEMM_BK slices of k.
+    """
+
+    cublas: bool = False
+    blocks_per_sm: int = 2
+    min_slices_per_split: int = 4
+
+    def __post_init__(self):
+        if not isinstance(self.blocks_per_sm, int) or self.blocks_per_sm < 0:
+            raise ValueError(f"blocks_per_sm must be an int >= 0, got {self.blocks_per_sm!r}")
+        if not isinstance(self.min_slices_per_split, int) or self.min_slices_per_split < 1:
+            raise ValueError(f"min_slices_per_split must be an int >= 1, got {self.min_slices_per_split!r}")
 
 
-GEMM_BM, GEMM_BN, GEMM_BK, GEMM_THREADS, GEMM_REDUCE_OUTPUTS = _gemm_sizes()
+_GEMM_SETTINGS = contextvars.ContextVar("gemm_settings", default=GemmSettings())
+
+
+@contextlib.contextmanager
+def gemm_settings(**changes):
+    """Within the block, the GEMM-shaped ops use the current settings with ``changes`` applied,
+    e.g. ``with gemm_settings(cublas=True):``; yields the GemmSettings in force."""
+    token = _GEMM_SETTINGS.set(dataclasses.replace(_GEMM_SETTINGS.get(), **changes))
+    try:
+        yield _GEMM_SETTINGS.get()
+    finally:
+        _GEMM_SETTINGS.reset(token)
 
 
 # ----------------------------------------------------------------------------- transfers
@@ -90,7 +150,7 @@ def kernel_source(dtype):
     return "\n".join(lines)
 
 
-KERNEL_OPTIONS = ("-std=c++17", f"-I{KERNELS}")
+KERNEL_OPTIONS = ("-std=c++17", f"-I{KERNELS}", *(f"-D{name}={value}" for name, value in GEMM_TILE.items()))
 
 
 @functools.cache
@@ -104,21 +164,28 @@ def _kernel(name, dtype):
 
 
 @functools.cache
-def _multiprocessors():
-    return cupy.cuda.Device().attributes["MultiProcessorCount"]
+def _device_attribute(name):
+    """An attribute of the current device, e.g. MultiProcessorCount, MaxGridDimZ."""
+    return cupy.cuda.Device().attributes[name]
 
 
-def _real(x):
-    """The floating dtype an op computes in: that of its first array."""
-    dtype = np.dtype(x.dtype)
+def _operands(op, **arrays):
+    """(dtype, [arrays]): the floating dtype of the first array, and each array as a C-contiguous
+    device array of it (no copy when it is one already); None stays None.
+
+    Raises TypeError, naming ``op`` and the argument, for a host (numpy) array or another
+    non-device value, and for a first array that is not float32 or float64.
+    """
+    for name, a in arrays.items():
+        if a is not None and not isinstance(a, cupy.ndarray):
+            what = "a host numpy array" if isinstance(a, np.ndarray) else f"a {type(a).__name__}"
+            raise TypeError(f"cupy backend {op}: {name} is {what}; use backend.asarray({name}) "
+                            "to copy it to the GPU first")
+    dtype = np.dtype(next(iter(arrays.values())).dtype)
     if dtype not in _SUFFIX:
-        raise TypeError(f"the cupy backend computes in float32 or float64, got {dtype}")
-    return dtype
-
-
-def _contiguous(dtype, *arrays):
-    """Each array as a C-contiguous array of ``dtype`` (no copy when it is one already); None stays."""
-    return [None if a is None else cupy.ascontiguousarray(a, dtype=dtype) for a in arrays]
+        raise TypeError(f"cupy backend {op}: computes in float32 or float64, got {dtype}")
+    return dtype, [None if a is None else cupy.ascontiguousarray(a, dtype=dtype)
+                   for a in arrays.values()]
 
 
 def _ints(*values):
@@ -132,24 +199,21 @@ def _window(g):
 
 
 def _elementwise(name, dtype, n, *args):
-    """Launch a one-thread-per-element kernel ``name(int n, args...)``."""
-    if n:
-        _kernel(name, dtype)(((n + ELEMENT_THREADS - 1) // ELEMENT_THREADS,), (ELEMENT_THREADS,),
-                             (np.int32(n), *args))
-
-
-def _per_cell(name, dtype, n, *args):
-    """Launch a kernel with one thread per output cell (n cells; the kernel derives n from args)."""
+    """Launch kernel ``name(args...)`` with one thread per element, n elements (cells)."""
     if n:
         _kernel(name, dtype)(((n + ELEMENT_THREADS - 1) // ELEMENT_THREADS,), (ELEMENT_THREADS,), args)
 
 
 def gemm_splits(m, n, k):
-    """(k_chunk, splits): reduction length per block and number of blocks sharing an output tile."""
+    """(k_chunk, splits): reduction length per block and number of blocks sharing an output tile
+    of an (m, n) output reduced over k, under the current ``gemm_settings``; splits is at most
+    the device's grid z limit (MaxGridDimZ, 65,535 on every CUDA GPU so far)."""
+    settings = _GEMM_SETTINGS.get()
     tiles = -(-m // GEMM_BM) * -(-n // GEMM_BN)
     slices = -(-k // GEMM_BK)
-    want = -(-TARGET_BLOCKS_PER_SM * _multiprocessors() // tiles)
-    splits = max(1, min(want, slices // MIN_SLICES_PER_SPLIT))
+    want = -(-settings.blocks_per_sm * _device_attribute("MultiProcessorCount") // max(tiles, 1))
+    splits = max(1, min(want, slices // settings.min_slices_per_split,
+                        _device_attribute("MaxGridDimZ")))
     chunk = -(-slices // splits) * GEMM_BK
     return chunk, -(-k // chunk) if k else 1
 
@@ -174,10 +238,10 @@ def _gemm(name, dtype, m, n, k, args):
 
 def linear_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b):
     """(B, N_in) inputs, (N_out, N_in) weights, (N_out,) biases -> mu_z, var_z (B, N_out)."""
-    if USE_CUBLAS:
+    dtype, (mu_a, var_a, mu_w, var_w, mu_b, var_b) = _operands(
+        "linear_forward", mu_a=mu_a, var_a=var_a, mu_w=mu_w, var_w=var_w, mu_b=mu_b, var_b=var_b)
+    if _GEMM_SETTINGS.get().cublas:
         return reference.linear_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b)
-    dtype = _real(mu_a)
-    mu_a, var_a, mu_w, var_w, mu_b, var_b = _contiguous(dtype, mu_a, var_a, mu_w, var_w, mu_b, var_b)
     (batch, n_in), n_out = mu_a.shape, mu_w.shape[0]
     mu_z = cupy.empty((batch, n_out), dtype=dtype)
     var_z = None if var_w is None else cupy.empty_like(mu_z)
@@ -188,10 +252,10 @@ def linear_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b):
 
 def linear_backward(delta_mu, delta_var, mu_w):
     """Output innovations (B, N_out) -> input innovations (B, N_in), with the prior mu_w."""
-    if USE_CUBLAS:
+    dtype, (delta_mu, delta_var, mu_w) = _operands(
+        "linear_backward", delta_mu=delta_mu, delta_var=delta_var, mu_w=mu_w)
+    if _GEMM_SETTINGS.get().cublas:
         return reference.linear_backward(delta_mu, delta_var, mu_w)
-    dtype = _real(delta_mu)
-    delta_mu, delta_var, mu_w = _contiguous(dtype, delta_mu, delta_var, mu_w)
     batch, (n_out, n_in) = delta_mu.shape[0], mu_w.shape
     d_mu = cupy.empty((batch, n_in), dtype=dtype)
     d_var = None if delta_var is None else cupy.empty_like(d_mu)
@@ -202,10 +266,11 @@ def linear_backward(delta_mu, delta_var, mu_w):
 
 def linear_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b):
     """Parameter deltas summed over the batch: dmu_w, dvar_w (N_out, N_in); dmu_b, dvar_b (N_out,)."""
-    if USE_CUBLAS:
+    dtype, (mu_a, delta_mu, delta_var, var_w, var_b) = _operands(
+        "linear_param_deltas", mu_a=mu_a, delta_mu=delta_mu, delta_var=delta_var, var_w=var_w,
+        var_b=var_b)
+    if _GEMM_SETTINGS.get().cublas:
         return reference.linear_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b)
-    dtype = _real(mu_a)
-    mu_a, delta_mu, delta_var, var_w, var_b = _contiguous(dtype, mu_a, delta_mu, delta_var, var_w, var_b)
     (batch, n_in), n_out = mu_a.shape, delta_mu.shape[1]
     deltas = _empty_deltas(dtype, (n_out, n_in), n_out, delta_var is not None)
     _gemm("linear_param_deltas", dtype, n_in + 1, n_out, batch,
@@ -225,10 +290,10 @@ def _empty_deltas(dtype, weight_shape, n_out, with_var):
 
 def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
     """(B, C, H, W) inputs, (Co, C, K, K) weights, (Co,) biases -> mu_z, var_z (B, Co, Ho, Wo)."""
-    dtype = _real(mu_a)
-    mu_a, var_a, mu_w, var_w, mu_b, var_b = _contiguous(dtype, mu_a, var_a, mu_w, var_w, mu_b, var_b)
+    dtype, (mu_a, var_a, mu_w, var_w, mu_b, var_b) = _operands(
+        "conv2d_forward", mu_a=mu_a, var_a=var_a, mu_w=mu_w, var_w=var_w, mu_b=mu_b, var_b=var_b)
     batch, c_out = mu_a.shape[0], mu_w.shape[0]
-    if USE_CUBLAS:
+    if _GEMM_SETTINGS.get().cublas:
         return _conv2d_forward_cublas(mu_a, var_a, mu_w, var_w, mu_b, var_b, g)
     mu_z = cupy.empty((batch, c_out, g.out_height, g.out_width), dtype=dtype)
     var_z = None if var_w is None else cupy.empty_like(mu_z)
@@ -240,10 +305,10 @@ def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
 
 def conv2d_backward(delta_mu, delta_var, mu_w, g):
     """Output innovations (B, Co, Ho, Wo) -> input innovations (B, C, H, W): transposed correlation."""
-    dtype = _real(delta_mu)
-    delta_mu, delta_var, mu_w = _contiguous(dtype, delta_mu, delta_var, mu_w)
+    dtype, (delta_mu, delta_var, mu_w) = _operands(
+        "conv2d_backward", delta_mu=delta_mu, delta_var=delta_var, mu_w=mu_w)
     batch, c_out = delta_mu.shape[:2]
-    if USE_CUBLAS:
+    if _GEMM_SETTINGS.get().cublas:
         return _conv2d_backward_cublas(delta_mu, delta_var, mu_w, g)
     d_mu = cupy.empty((batch, g.channels, g.height, g.width), dtype=dtype)
     d_var = None if delta_var is None else cupy.empty_like(d_mu)
@@ -255,10 +320,11 @@ def conv2d_backward(delta_mu, delta_var, mu_w, g):
 
 def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
     """Deltas summed over batch and positions: dmu_w, dvar_w (Co, C, K, K); dmu_b, dvar_b (Co,)."""
-    dtype = _real(mu_a)
-    mu_a, delta_mu, delta_var, var_w, var_b = _contiguous(dtype, mu_a, delta_mu, delta_var, var_w, var_b)
+    dtype, (mu_a, delta_mu, delta_var, var_w, var_b) = _operands(
+        "conv2d_param_deltas", mu_a=mu_a, delta_mu=delta_mu, delta_var=delta_var, var_w=var_w,
+        var_b=var_b)
     batch, c_out = delta_mu.shape[:2]
-    if USE_CUBLAS:
+    if _GEMM_SETTINGS.get().cublas:
         return _conv2d_param_deltas_cublas(mu_a, delta_mu, delta_var, var_w, var_b, g)
     deltas = _empty_deltas(dtype, (c_out, g.channels, g.kernel, g.kernel), c_out,
                            delta_var is not None)
@@ -278,8 +344,8 @@ def _im2col(mu_a, var_a, g, variance_rows):
     if variance_rows:
         rows = patch if var_a is None else 2 * patch
         cols_var = cupy.empty((batch, rows, positions), dtype=mu_a.dtype)
-    _per_cell("im2col", mu_a.dtype, cols_mu.size, mu_a, var_a, cols_mu, cols_var, np.int32(batch),
-          *_window(g))
+    _elementwise("im2col", mu_a.dtype, cols_mu.size, mu_a, var_a, cols_mu, cols_var,
+                 np.int32(batch), *_window(g))
     return cols_mu, cols_var
 
 
@@ -306,8 +372,8 @@ def _conv2d_backward_cublas(delta_mu, delta_var, mu_w, g):
         cols_var = cupy.matmul((w_mu * w_mu).T, delta_var.reshape(batch, c_out, -1))
     d_mu = cupy.empty((batch, g.channels, g.height, g.width), dtype=delta_mu.dtype)
     d_var = None if delta_var is None else cupy.empty_like(d_mu)
-    _per_cell("col2im", delta_mu.dtype, d_mu.size, cols_mu, cols_var, d_mu, d_var, np.int32(batch),
-          *_window(g))
+    _elementwise("col2im", delta_mu.dtype, d_mu.size, cols_mu, cols_var, d_mu, d_var,
+                 np.int32(batch), *_window(g))
     return d_mu, d_var
 
 
@@ -329,24 +395,24 @@ def _conv2d_param_deltas_cublas(mu_a, delta_mu, delta_var, var_w, var_b, g):
 
 def avgpool2d_forward(mu_a, var_a, g):
     """(B, C, H, W) -> (B, C, Ho, Wo): window sums over K**2 (mean) and K**4 (variance)."""
-    dtype = _real(mu_a)
-    mu_a, var_a = _contiguous(dtype, mu_a, var_a)
+    dtype, (mu_a, var_a) = _operands("avgpool2d_forward", mu_a=mu_a, var_a=var_a)
     batch = mu_a.shape[0]
     mu = cupy.empty((batch, g.channels, g.out_height, g.out_width), dtype=dtype)
     var = None if var_a is None else cupy.empty_like(mu)
-    _per_cell("avgpool2d_forward", dtype, mu.size, mu_a, var_a, mu, var, np.int32(batch), *_window(g))
+    _elementwise("avgpool2d_forward", dtype, mu.size, mu_a, var_a, mu, var, np.int32(batch),
+                 *_window(g))
     return mu, var
 
 
 def avgpool2d_backward(delta_mu, delta_var, g):
     """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W)."""
-    dtype = _real(delta_mu)
-    delta_mu, delta_var = _contiguous(dtype, delta_mu, delta_var)
+    dtype, (delta_mu, delta_var) = _operands("avgpool2d_backward", delta_mu=delta_mu,
+                                             delta_var=delta_var)
     batch = delta_mu.shape[0]
     d_mu = cupy.empty((batch, g.channels, g.height, g.width), dtype=dtype)
     d_var = None if delta_var is None else cupy.empty_like(d_mu)
-    _per_cell("avgpool2d_backward", dtype, d_mu.size, delta_mu, delta_var, d_mu, d_var,
-          np.int32(batch), *_window(g))
+    _elementwise("avgpool2d_backward", dtype, d_mu.size, delta_mu, delta_var, d_mu, d_var,
+                 np.int32(batch), *_window(g))
     return d_mu, d_var
 
 
@@ -354,30 +420,31 @@ def avgpool2d_backward(delta_mu, delta_var, g):
 
 def relu_forward(mu_z, var_z):
     """Linearised ReLU: mu_a, var_a and the Jacobian J (1 where mu_z > 0, else 0), all like mu_z."""
-    dtype = _real(mu_z)
-    mu_z, var_z = _contiguous(dtype, mu_z, var_z)
+    dtype, (mu_z, var_z) = _operands("relu_forward", mu_z=mu_z, var_z=var_z)
     mu_a, jac = cupy.empty_like(mu_z), cupy.empty_like(mu_z)
     var_a = None if var_z is None else cupy.empty_like(mu_z)
-    _elementwise("relu_forward", dtype, mu_z.size, mu_z, var_z, mu_a, var_a, jac)
+    n = mu_z.size
+    _elementwise("relu_forward", dtype, n, np.int32(n), mu_z, var_z, mu_a, var_a, jac)
     return mu_a, var_a, jac
 
 
 def mixture_relu_forward(mu_z, var_z):
     """Exact moments of max(0, Z), Z ~ N(mu_z, var_z): mu_a, var_a, J = Phi(mu_z / sd_z)."""
-    dtype = _real(mu_z)
-    mu_z, var_z = _contiguous(dtype, mu_z, var_z)
+    dtype, (mu_z, var_z) = _operands("mixture_relu_forward", mu_z=mu_z, var_z=var_z)
     mu_a, var_a, jac = cupy.empty_like(mu_z), cupy.empty_like(mu_z), cupy.empty_like(mu_z)
-    _elementwise("mixture_relu_forward", dtype, mu_z.size, mu_z, var_z, mu_a, var_a, jac)
+    n = mu_z.size
+    _elementwise("mixture_relu_forward", dtype, n, np.int32(n), mu_z, var_z, mu_a, var_a, jac)
     return mu_a, var_a, jac
 
 
 def scale_by_jacobian(delta_mu, delta_var, jac):
     """Innovations of an activation's output -> of its input: J * delta_mu, J**2 * delta_var."""
-    dtype = _real(delta_mu)
-    delta_mu, delta_var, jac = _contiguous(dtype, delta_mu, delta_var, jac)
+    dtype, (delta_mu, delta_var, jac) = _operands("scale_by_jacobian", delta_mu=delta_mu,
+                                                  delta_var=delta_var, jac=jac)
     d_mu = cupy.empty_like(delta_mu)
     d_var = None if delta_var is None else cupy.empty_like(delta_mu)
-    _elementwise("scale_by_jacobian", dtype, delta_mu.size, delta_mu, delta_var, jac, d_mu, d_var)
+    n = delta_mu.size
+    _elementwise("scale_by_jacobian", dtype, n, np.int32(n), delta_mu, delta_var, jac, d_mu, d_var)
     return d_mu, d_var
 
 
@@ -389,19 +456,20 @@ def gaussian_innovations(mu, var, y, sigma_v):
     delta_mu = (y - mu) / S, delta_var = -1 / S with S = var + sigma_v**2; where y is NaN
     (unobserved) or S is not finite, both deltas are 0.
     """
-    dtype = _real(mu)
-    mu, var, y = _contiguous(dtype, mu, var, y)
+    dtype, (mu, var, y) = _operands("gaussian_innovations", mu=mu, var=var, y=y)
     delta_mu, delta_var = cupy.empty_like(mu), cupy.empty_like(mu)
-    _elementwise("gaussian_innovations", dtype, mu.size, mu, var, y, dtype.type(sigma_v),
+    n = mu.size
+    _elementwise("gaussian_innovations", dtype, n, np.int32(n), mu, var, y, dtype.type(sigma_v),
                  delta_mu, delta_var)
     return delta_mu, delta_var
 
 
 def capped_update(mu, var, delta_mu, delta_var, cap_factor):
     """In place: add each delta clipped to sqrt(prior var) / cap_factor; floor variances at 1e-5."""
-    dtype = _real(mu)
-    flat_mu, flat_var, delta_mu, delta_var = _contiguous(dtype, mu, var, delta_mu, delta_var)
-    _elementwise("capped_update", dtype, mu.size, flat_mu, flat_var, delta_mu, delta_var,
+    dtype, (flat_mu, flat_var, delta_mu, delta_var) = _operands(
+        "capped_update", mu=mu, var=var, delta_mu=delta_mu, delta_var=delta_var)
+    n = mu.size
+    _elementwise("capped_update", dtype, n, np.int32(n), flat_mu, flat_var, delta_mu, delta_var,
                  dtype.type(cap_factor))
     for param, flat in ((mu, flat_mu), (var, flat_var)):
         if flat is not param:            # a view (or another dtype): the kernel updated a copy
@@ -410,28 +478,38 @@ def capped_update(mu, var, delta_mu, delta_var, cap_factor):
 
 def normal_cdf(x):
     """Standard normal CDF, elementwise."""
-    dtype = _real(x)
-    (x,) = _contiguous(dtype, x)
+    dtype, (x,) = _operands("normal_cdf", x=x)
     out = cupy.empty_like(x)
-    _elementwise("normal_cdf", dtype, x.size, x, out)
+    _elementwise("normal_cdf", dtype, x.size, np.int32(x.size), x, out)
     return out
 
 
 # ----------------------------------------------------------------------------- CUDA graphs
 
 class CapturedGraph:
-    """One call of a function recorded as a CUDA graph (made by ``capture``).
+    """One call of a function recorded as a CUDA graph (made by ``capture``), or, where the
+    recording failed, the function itself.
 
-    ``replay()`` re-runs every kernel of that call with a single launch on the
-    current stream, on the very same device arrays; ``outputs`` is what the call
-    returned, refreshed in place by each replay.
+    ``replay()`` re-runs every kernel of that call with a single graph launch on the current
+    stream, on the very same device arrays; ``outputs`` is what the call returned, refreshed in
+    place by each replay and valid while this object lives. Without a graph (``captured`` is
+    False, ``reason`` says why) ``replay()`` calls the function eagerly and ``outputs`` is what
+    the latest call returned.
     """
 
-    def __init__(self, graph, pool, outputs):
-        self._graph, self._pool, self.outputs = graph, pool, outputs
+    def __init__(self, fn, outputs, graph=None, pool=None, reason=None):
+        self._fn, self._graph, self._pool = fn, graph, pool
+        self.outputs, self.reason = outputs, reason
+
+    @property
+    def captured(self):
+        return self._graph is not None
 
     def replay(self):
-        self._graph.launch()
+        if self._graph is None:
+            self.outputs = self._fn()
+        else:
+            self._graph.launch()
 
 
 def capture(fn):
@@ -443,21 +521,33 @@ def capture(fn):
     each ``replay()``. Rules: ``fn`` must not copy from the host (such a copy would be
     frozen into the graph), must not synchronise, and must see the same shapes; the
     graph keeps the parameter arrays it updated, so ``load_state_dict`` needs a new
-    capture. The first real call compiles the kernels and fills a memory pool that
-    belongs to the graph alone, so its buffers are never handed to other work.
-    Only the fused GEMM path can be recorded: CuPy refuses any cuBLAS call during
-    stream capture (NotImplementedError), so with ``USE_CUBLAS`` only functions
-    without a conv2d or linear op can.
+    capture.
+
+    The first, real call compiles the kernels and creates, with the ordinary allocator,
+    whatever the code keeps between calls (the head's code tables, any cache), so those
+    outlive the graph. The recorded call then allocates its buffers (layer inputs kept for
+    the backward pass, innovations, outputs) from a memory pool that belongs to the graph
+    alone, so they are never handed to other work while the graph lives.
+
+    Where the recording fails (CuPy refuses cuBLAS calls during stream capture, so the
+    ``cublas`` GEMM setting cannot be recorded; an old CuPy or driver), one line is
+    logged with the reason and the returned object replays ``fn`` eagerly.
     """
+    outputs = fn()
+    cupy.cuda.get_current_stream().synchronize()      # that call's work, before the recording
     pool = cupy.cuda.MemoryPool()
-    stream = cupy.cuda.Stream(non_blocking=True)
-    cupy.cuda.get_current_stream().synchronize()      # inputs written on the caller's stream
-    with cupy.cuda.using_allocator(pool.malloc), stream:
-        fn()
-        stream.begin_capture()
-        try:
-            outputs = fn()
-        finally:
-            graph = stream.end_capture()
-    stream.synchronize()
-    return CapturedGraph(graph, pool, outputs)
+    try:
+        stream = cupy.cuda.Stream(non_blocking=True)
+        with cupy.cuda.using_allocator(pool.malloc), stream:
+            stream.begin_capture()
+            try:
+                outputs = fn()
+            finally:
+                graph = stream.end_capture()
+        stream.synchronize()
+    except Exception as err:  # any failure to record: the same work, run eagerly
+        reason = " ".join(f"{type(err).__name__}: {err}".split())   # one line
+        log.warning("CUDA-graph capture of %s failed, replaying it eagerly (%s)",
+                    getattr(fn, "__qualname__", fn), reason)
+        return CapturedGraph(fn, outputs, reason=reason)
+    return CapturedGraph(fn, outputs, graph, pool)

@@ -6,7 +6,7 @@
 // intrinsics map to <cmath>.
 //
 // Launch semantics: the blocks of a grid run one after another; the threads of a block are
-// fibers (ucontext) on one OS thread. A fiber runs until it reaches __syncthreads() or returns;
+// fibers on one OS thread (switched with _setjmp/_longjmp, see fiber_main). A fiber runs until it reaches __syncthreads() or returns;
 // a barrier opens once every fiber that has not returned waits at it (exited threads no longer
 // count, as on the GPU). All fibers waiting at one barrier must wait at the same
 // __syncthreads() call, else the launch fails with "divergent __syncthreads". Because every
@@ -20,6 +20,8 @@
 //       d double, i int, * pointer), for the caller to check what it passes.
 #pragma once
 
+#undef _FORTIFY_SOURCE  // _longjmp between fiber stacks is intended
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <algorithm>
@@ -27,6 +29,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <deque>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -37,11 +40,6 @@ struct uint3 {
   unsigned x = 1, y = 1, z = 1;
 };
 using dim3 = uint3;
-
-struct int4 {
-  int x, y, z, w;
-};
-inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
 
 inline uint3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
@@ -76,50 +74,68 @@ inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst
 namespace tagi_cpu {
 
 struct Fiber {
-  ucontext_t context;
+  ucontext_t context;  // enters the fiber's stack the first time (set up once per slot)
+  jmp_buf resume;      // where the fiber continues: after a barrier, or parked after a thread
   uint3 index;
-  bool done;
+  bool started;  // runs a thread of the current block
+  bool done;     // that thread returned
+  bool parked;   // waits in fiber_main for its next thread
   const char* barrier_file;  // the __syncthreads() this fiber waits at
   int barrier_line;
 };
 
 inline constexpr std::size_t kStackBytes = 1 << 17;
-inline ucontext_t scheduler;
+inline jmp_buf scheduler;  // where a fiber goes back to at a barrier or at its thread's end
 inline Fiber* running = nullptr;
 inline std::function<void()> kernel_call;
 inline std::string error;
 
-inline void fiber_main() {
-  kernel_call();
-  running->done = true;  // returning switches to uc_link, the scheduler
+// Switches use _setjmp/_longjmp (no signal-mask system call), so a switch is a few register
+// moves; ucontext only enters a slot's stack the first time. A fiber runs thread after thread:
+// at a thread's end it parks, and the next block's thread of its slot resumes it there.
+[[noreturn]] inline void fiber_main() {
+  for (;;) {
+    kernel_call();
+    running->done = running->parked = true;
+    if (!_setjmp(running->resume)) _longjmp(scheduler, 1);
+  }
 }
 
 inline void sync_threads(const char* file, int line) {
   running->barrier_file = file;
   running->barrier_line = line;
-  swapcontext(&running->context, &scheduler);
+  if (!_setjmp(running->resume)) _longjmp(scheduler, 1);
+}
+
+// Runs fiber f until its thread waits at a barrier or returns.
+inline void resume(Fiber& f) {
+  running = &f;
+  threadIdx = f.index;
+  if (_setjmp(scheduler)) return;
+  if (f.started) _longjmp(f.resume, 1);  // past a barrier
+  f.started = true;
+  if (f.parked) {                        // a new thread on a parked fiber
+    f.parked = false;
+    _longjmp(f.resume, 1);
+  }
+  setcontext(&f.context);                // a fresh fiber, or one a failed launch left behind
 }
 
 // Runs one block: rounds of "resume every live fiber until it waits or returns".
-inline bool run_block(std::vector<Fiber>& fibers, std::vector<std::vector<char>>& stacks) {
-  for (std::size_t t = 0; t < fibers.size(); ++t) {
+inline bool run_block(std::deque<Fiber>& fibers, std::size_t threads) {
+  for (std::size_t t = 0; t < threads; ++t) {
     Fiber& f = fibers[t];
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = stacks[t].data();
-    f.context.uc_stack.ss_size = stacks[t].size();
-    f.context.uc_link = &scheduler;
-    makecontext(&f.context, fiber_main, 0);
-    f.done = false;
+    if (!f.parked) makecontext(&f.context, fiber_main, 0);
+    f.started = f.done = false;
     f.index = {unsigned(t % blockDim.x), unsigned(t / blockDim.x % blockDim.y),
                unsigned(t / (blockDim.x * blockDim.y))};
   }
   for (;;) {
     const Fiber* waiting = nullptr;
-    for (Fiber& f : fibers) {
+    for (std::size_t t = 0; t < threads; ++t) {
+      Fiber& f = fibers[t];
       if (f.done) continue;
-      running = &f;
-      threadIdx = f.index;
-      swapcontext(&scheduler, &f.context);
+      resume(f);
       if (f.done) continue;
       if (waiting && (f.barrier_line != waiting->barrier_line ||
                       std::strcmp(f.barrier_file, waiting->barrier_file) != 0)) {
@@ -142,14 +158,21 @@ int launch(void (*kernel)(P...), const unsigned* dims, void** args, std::index_s
   blockDim = {dims[3], dims[4], dims[5]};
   const std::size_t threads = std::size_t(blockDim.x) * blockDim.y * blockDim.z;
   static std::vector<std::vector<char>> stacks;
-  while (stacks.size() < threads) stacks.emplace_back(kStackBytes);
-  std::vector<Fiber> fibers(threads);
+  static std::deque<Fiber> fibers;  // one per thread slot, kept (never moved) between launches
+  while (fibers.size() < threads) {
+    stacks.emplace_back(kStackBytes);
+    fibers.emplace_back();
+    getcontext(&fibers.back().context);
+    fibers.back().context.uc_stack = {stacks.back().data(), 0, stacks.back().size()};
+    fibers.back().context.uc_link = nullptr;
+    fibers.back().parked = false;
+  }
   error.clear();
   for (unsigned z = 0; z < gridDim.z; ++z)
     for (unsigned y = 0; y < gridDim.y; ++y)
       for (unsigned x = 0; x < gridDim.x; ++x) {
         blockIdx = {x, y, z};
-        if (!run_block(fibers, stacks)) return 1;
+        if (!run_block(fibers, threads)) return 1;
       }
   return 0;
 }

@@ -2,16 +2,19 @@
 
 ``CpuCuda(build_dir).module(code, options)`` compiles CUDA source with g++ and the shim header
 ``cuda_shim.h`` into a shared library; ``module.get_function(name)`` returns a kernel that is
-called like CuPy's ``RawKernel``: ``kernel(grid, block, args)``. Every call checks its arguments
-against the kernel's C signature (C-contiguous arrays of the pointee type, numpy scalars of
-the exact type, None for a null pointer), runs the grid through ctypes, and fails if the kernel
-wrote outside any of its arrays (each array is copied between guard bytes for the launch).
+called like CuPy's ``RawKernel``: ``kernel(grid, block, args)``. Every call checks the launch
+against a GPU's limits (grid and block dimensions) and its arguments against the kernel's C
+signature (C-contiguous arrays of the pointee type, numpy scalars of the exact type, None for a
+null pointer), runs the grid through ctypes, and fails if the kernel wrote outside any of its
+arrays (each array is copied between guard bytes for the launch).
 
-``fake_cupy(cuda)`` stands in for the ``cupy`` package (numpy arrays plus that RawModule; new
-arrays are filled with NaN so that unwritten outputs show), and ``load_cupy_backend(fake)``
+``fake_cupy(cuda, multiprocessors)`` stands in for the ``cupy`` package (numpy arrays plus that
+RawModule; new arrays are filled with NaN so that unwritten outputs show; a device of that many
+SMs; stream capture that always fails, as without a GPU), and ``load_cupy_backend(fake)``
 imports ``tagi/backends/cupy_backend.py`` against it: the backend's own launch code (grids,
 argument order and types, split-K workspaces) then runs in CI, where there is no GPU.
 """
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
@@ -33,6 +36,9 @@ SCALAR = {"f": (np.float32, ctypes.c_float), "d": (np.float64, ctypes.c_double),
           "i": (np.int32, ctypes.c_int)}
 GUARD = 64  # bytes before and after every array during a launch
 GUARD_BYTE = 0xA5
+MAX_GRID = (2 ** 31 - 1, 65_535, 65_535)  # every CUDA GPU since compute capability 3.0
+MAX_BLOCK = (1024, 1024, 64)
+MAX_BLOCK_THREADS = 1024
 
 
 class CpuCuda:
@@ -47,7 +53,10 @@ class CpuCuda:
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(pool.map(lambda source: self.module(*source), sources))
 
-    def module(self, code, options=()):
+    def module(self, code, options=(), max_grid=MAX_GRID, launches=None):
+        """The kernels of ``code``, launched within the grid limits ``max_grid`` (x, y, z); with a
+        list ``launches``, a dry run: each launch is checked and appended as (name, grid, block),
+        not run."""
         key = hashlib.sha256(repr((code, tuple(options))).encode()).hexdigest()[:16]
         if key not in self._modules:
             names = KERNEL_DECLARATION.findall(code)
@@ -61,26 +70,26 @@ class CpuCuda:
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode:
                 raise RuntimeError(f"g++ failed on the kernels:\n{result.stderr[-6000:]}")
-            self._modules[key] = CpuModule(ctypes.CDLL(str(library)))
-        return self._modules[key]
+            self._modules[key] = ctypes.CDLL(str(library))
+        return CpuModule(self._modules[key], max_grid, launches)
 
 
 class CpuModule:
     """The kernels of one compiled source, found by their extern "C" names."""
 
-    def __init__(self, library):
-        self.library = library
+    def __init__(self, library, max_grid=MAX_GRID, launches=None):
+        self.library, self.max_grid, self.launches = library, tuple(max_grid), launches
         self.library.tagi_cpu_error.restype = ctypes.c_char_p
 
     def get_function(self, name):
-        return CpuKernel(self.library, name)
+        return CpuKernel(self.library, name, self.max_grid, self.launches)
 
 
 class CpuKernel:
     """A kernel called as ``kernel(grid, block, args, shared_mem=0)``, like a CuPy RawKernel."""
 
-    def __init__(self, library, name):
-        self.name = name
+    def __init__(self, library, name, max_grid=MAX_GRID, launches=None):
+        self.name, self.max_grid, self.launches = name, max_grid, launches
         try:
             self._launch = getattr(library, f"tagi_cpu_launch_{name}")
             signature = getattr(library, f"tagi_cpu_signature_{name}")
@@ -95,12 +104,22 @@ class CpuKernel:
     def __call__(self, grid, block, args, shared_mem=0):
         if shared_mem:
             raise ValueError("the kernels use static shared memory only")
+        grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
+        for what, dims, limits in (("grid", grid, self.max_grid), ("block", block, MAX_BLOCK)):
+            if any(not 1 <= d <= limit for d, limit in zip(dims, limits)):
+                raise ValueError(f"{self.name}: {what} {dims} outside the device's limits {limits} "
+                                 "(cudaErrorInvalidConfiguration on a GPU)")
+        if block[0] * block[1] * block[2] > MAX_BLOCK_THREADS:
+            raise ValueError(f"{self.name}: block {block} has more than {MAX_BLOCK_THREADS} threads")
         if len(args) != len(self.signature):
             raise TypeError(f"{self.name} takes {len(self.signature)} arguments "
                             f"({','.join(self.signature)}), got {len(args)}")
-        dims = (ctypes.c_uint * 6)(*(tuple(grid) + (1, 1))[:3], *(tuple(block) + (1, 1))[:3])
-        guarded = GuardedArrays()
+        dims = (ctypes.c_uint * 6)(*grid, *block)
+        guarded = GuardedArrays() if self.launches is None else _Unguarded()
         values = [self._value(i, code, arg, guarded) for i, (code, arg) in enumerate(zip(self.signature, args))]
+        if self.launches is not None:
+            self.launches.append((self.name, grid, block))
+            return
         pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
         if self._launch(dims, pointers):
             raise RuntimeError(f"{self.name}: {self._error().decode()}")
@@ -123,6 +142,13 @@ class CpuKernel:
             raise TypeError(f"{where}: expected a numpy.{scalar_type.__name__}, got {type(arg).__name__}"
                             " (CuPy would pass a Python int or float as 64 bits)")
         return c_type(arg)
+
+
+class _Unguarded:
+    """The arrays of a dry-run launch, passed as they are (nothing runs)."""
+
+    def address(self, array):
+        return array.ctypes.data
 
 
 class GuardedArrays:
@@ -163,28 +189,60 @@ def _empty_like(a, dtype=None):
 
 
 class _Device:
-    def __init__(self, multiprocessors):
+    def __init__(self, multiprocessors, max_grid):
         self.id = 0
-        self.attributes = {"MultiProcessorCount": multiprocessors}
+        self.attributes = {"MultiProcessorCount": multiprocessors, "MaxGridDimX": max_grid[0],
+                           "MaxGridDimY": max_grid[1], "MaxGridDimZ": max_grid[2]}
 
     def synchronize(self):
         """Kernels run synchronously on the CPU."""
 
 
-def fake_cupy(cuda, multiprocessors):
+class _Stream:
+    """A stream on which kernels run at once, and stream capture fails as without a GPU."""
+
+    def __init__(self, non_blocking=False):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def synchronize(self):
+        """Kernels run synchronously on the CPU."""
+
+    def begin_capture(self):
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+
+def fake_cupy(cuda, multiprocessors, max_grid=MAX_GRID, ndarray=np.ndarray, launches=None):
     """A stand-in for the ``cupy`` package: numpy arrays, kernels from ``cuda`` (a CpuCuda).
 
-    ``multiprocessors`` is the SM count the backend sees: 0 keeps every GEMM in one split,
-    a large count makes it split the reduction of every small GEMM.
+    ``multiprocessors`` is the SM count the backend sees (0 keeps every GEMM in one split; an
+    H100 or H200 has 132), ``max_grid`` the device's grid limits, which every launch must keep.
+    ``ndarray`` is the array type the backend takes for a device array: a numpy subclass makes
+    plain numpy arrays count as host arrays. With a list ``launches`` the kernels are not run,
+    only checked and recorded there (see CpuCuda.module).
     """
     fake = types.ModuleType("cupy")
     fake.__dict__.update(
-        ndarray=np.ndarray, asarray=np.asarray, ascontiguousarray=np.ascontiguousarray,
+        ndarray=ndarray, asarray=np.asarray, ascontiguousarray=np.ascontiguousarray,
         asnumpy=np.array, empty=_empty, empty_like=_empty_like, zeros=np.zeros,
         zeros_like=np.zeros_like, matmul=np.matmul, tensordot=np.tensordot,
-        concatenate=np.concatenate,
-        RawModule=lambda code, options=(): cuda.module(code, options),
-        cuda=types.SimpleNamespace(Device=lambda: _Device(multiprocessors)))
+        concatenate=np.concatenate, add=np.add,
+        RawModule=lambda code, options=(): cuda.module(code, options, max_grid, launches),
+        random=types.SimpleNamespace(standard_normal=lambda shape, dtype=float: np.random.default_rng(
+            0).standard_normal(shape).astype(dtype)),
+        cuda=types.SimpleNamespace(
+            runtime=types.SimpleNamespace(
+                getDeviceCount=lambda: 1, CUDARuntimeError=RuntimeError,
+                getDeviceProperties=lambda device: {"name": b"CPU harness",
+                                                    "multiProcessorCount": multiprocessors}),
+            Device=lambda: _Device(multiprocessors, max_grid), Stream=_Stream,
+            get_current_stream=_Stream, MemoryPool=lambda: types.SimpleNamespace(malloc=None),
+            using_allocator=lambda malloc: contextlib.nullcontext()))
     return fake
 
 
