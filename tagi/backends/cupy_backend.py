@@ -388,7 +388,7 @@ def _conv2d_param_deltas_cublas(mu_a, delta_mu, delta_var, var_w, var_b, g):
         d_var = delta_var.reshape(batch, c_out, -1)
         sums[1] = cupy.tensordot(d_var, cols_sq, axes=((0, 2), (0, 2))).reshape(w_shape)
         sums[3] = d_var.sum(axis=(0, 2))
-    return reference._scale_sums(sums, var_w, var_b)
+    return reference.scale_param_sums(sums, var_w, var_b)
 
 
 # ----------------------------------------------------------------------------- average pooling (§3.4, §5.4)

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _numba_kernels as kernels
 from . import numpy_backend as reference
-from .numpy_backend import _scale_sums
+from .numpy_backend import scale_param_sums
 # ops with nothing to gain from Numba: the reference's own functions
 from .numpy_backend import (asarray, gaussian_innovations, linear_backward,  # noqa: F401
                             linear_forward, linear_param_deltas, mixture_relu_forward,
@@ -144,7 +144,7 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
     w_shape = (c_out, g.channels, g.kernel, g.kernel)
     sum_mu_w = np.ascontiguousarray(sum_mu_w.T).reshape(w_shape)
     sum_var_w = np.ascontiguousarray(sum_var_w.T).reshape(w_shape) if has_var else None
-    return _scale_sums([sum_mu_w, sum_var_w, sum_mu_b, sum_var_b], var_w, var_b)
+    return scale_param_sums([sum_mu_w, sum_var_w, sum_mu_b, sum_var_b], var_w, var_b)
 
 
 # ----------------------------------------------------------------------------- average pooling (§3.4, §5.4)

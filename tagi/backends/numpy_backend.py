@@ -83,7 +83,7 @@ def linear_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b):
     sums = [delta_mu.T @ mu_a, None, delta_mu.sum(0), None]
     if delta_var is not None:
         sums[1], sums[3] = delta_var.T @ (mu_a * mu_a), delta_var.sum(0)
-    return _scale_sums(sums, var_w, var_b)
+    return scale_param_sums(sums, var_w, var_b)
 
 
 # ----------------------------------------------------------------------------- conv2d (§3.3, §5.3, §6.1)
@@ -126,11 +126,15 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
         d_var = delta_var.reshape(b, c_out, -1)
         sums[1] = np.einsum("bol,bkl->ok", d_var, p_mu * p_mu, optimize=True).reshape(w_shape)
         sums[3] = d_var.sum((0, 2))
-    return _scale_sums(sums, var_w, var_b)
+    return scale_param_sums(sums, var_w, var_b)
 
 
-def _scale_sums(sums, var_w, var_b):
-    """[sum a*dmu, sum a^2*dvar, sum dmu, sum dvar] -> deltas (x var, var^2); var_w None: unscaled."""
+def scale_param_sums(sums, var_w, var_b):
+    """[sum a*dmu, sum a^2*dvar, sum dmu, sum dvar] -> deltas (x var, var^2); var_w None: unscaled.
+
+    The last step of every backend's ``*_param_deltas`` (math doc §6.1): the sums are formed
+    on the backend, this scales them by the prior variances.
+    """
     if var_w is None:
         return tuple(sums)
     dmu_w, dvar_w, dmu_b, dvar_b = sums
