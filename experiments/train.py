@@ -35,6 +35,7 @@ from tagi.threads import check_thread_count, limit_threads
 from . import checkpoint
 from .io import atomic_write, write_csv
 from .methods import make_method, method_settings
+from .settings import validate
 
 log = logging.getLogger(__name__)
 COLUMNS = ["epoch", "test_error", "test_nll", "train_error", "sigma_v", "seconds"]
@@ -56,8 +57,6 @@ def load_data(data_cfg):
     data = load_cifar10(to_absolute_path(data_cfg.root), verify_md5=data_cfg.verify_md5)
     for split, limit in (("train", data_cfg.train_limit), ("test", data_cfg.test_limit)):
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"data.{split}_limit must be >= 1 or null, got {limit}")
             setattr(data, f"x_{split}", getattr(data, f"x_{split}")[:limit])
             setattr(data, f"y_{split}", getattr(data, f"y_{split}")[:limit])
     return data
@@ -71,16 +70,12 @@ def run_identity(cfg, spec):
     return json.loads(json.dumps(identity))
 
 
-def check_train_cfg(cfg):
-    for key in ("epochs", "batch_size"):
-        value = cfg.train[key]
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"train.{key} must be an integer >= 1, got {value!r}")
-
-
 def run(cfg, out_dir):
-    """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame."""
-    check_train_cfg(cfg)
+    """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame.
+
+    The settings are checked first (``settings.validate``), before any data is read.
+    """
+    cfg = validate(cfg)
     out_dir = Path(out_dir)
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
@@ -168,6 +163,7 @@ def job_threads(cfg, launcher):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):
+    cfg = validate(cfg)
     threads = job_threads(cfg, HydraConfig.get().launcher)
     if threads is not None:
         log.info("CPU threads capped at %d", threads)
