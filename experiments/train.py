@@ -33,7 +33,8 @@ from tagi.models import architecture
 from tagi.threads import check_thread_count, limit_threads
 
 from . import checkpoint
-from .io import atomic_write, write_csv
+from .io import atomic_write, remove_stale_tmp, write_csv
+from .lock import hold_run_folder
 from .methods import make_method, method_settings
 from .settings import validate
 
@@ -73,10 +74,17 @@ def run_identity(cfg, spec):
 def run(cfg, out_dir):
     """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame.
 
-    The settings are checked first (``settings.validate``), before any data is read.
+    The settings are checked first (``settings.validate``), before any data is read; then
+    the run holds its folder for its whole life (a second run there is refused at once)
+    and removes the temporary files of writes that a killed run left behind.
     """
     cfg = validate(cfg)
-    out_dir = Path(out_dir)
+    with hold_run_folder(out_dir) as out_dir:
+        remove_stale_tmp(out_dir)
+        return _train(cfg, out_dir)
+
+
+def _train(cfg, out_dir):
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
     data = load_data(cfg.data)
