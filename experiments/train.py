@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
-from tagi.data import Batches, load_cifar10
+from tagi.data import Batches, download_cifar10, load_cifar10
 from tagi.divergence import DivergenceError, nonfinite_keys
 from tagi.metrics import error_rate, expected_calibration_error, nll
 from tagi.models import architecture
@@ -54,9 +54,13 @@ def model_spec(model_cfg):
     return architecture(model_cfg.name)
 
 
-def load_data(data_cfg):
-    """The data config -> tagi.data.Dataset, cut to train_limit / test_limit images."""
-    data = load_cifar10(to_absolute_path(data_cfg.root), verify_md5=data_cfg.verify_md5)
+def load_data(data_cfg, progress):
+    """The data config -> tagi.data.Dataset, cut to train_limit / test_limit images; with
+    ``download`` the archive is fetched from ``url`` first when ``root`` holds no CIFAR-10."""
+    root = to_absolute_path(data_cfg.root)
+    if data_cfg.download:
+        download_cifar10(root, data_cfg.url, data_cfg.md5, progress)
+    data = load_cifar10(root, verify_md5=data_cfg.verify_md5, md5=data_cfg.md5)
     for split, limit in (("train", data_cfg.train_limit), ("test", data_cfg.test_limit)):
         if limit is not None:
             setattr(data, f"x_{split}", getattr(data, f"x_{split}")[:limit])
@@ -88,7 +92,7 @@ def run(cfg, out_dir):
 def _train(cfg, out_dir):
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
-    data = load_data(cfg.data)
+    data = load_data(cfg.data, cfg.progress)
     method = make_method(cfg, spec, cfg.data.num_classes)
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.dtype)
