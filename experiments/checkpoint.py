@@ -56,13 +56,13 @@ def load(path):
     return arrays, meta
 
 
-def _flatten(tree, prefix=""):
+def flatten(tree, prefix=""):
     """{"a": {"b": 1}} -> {"a.b": 1}: the leaves of nested dicts under dotted keys."""
     if not isinstance(tree, dict):
         return {prefix: tree}
     flat = {}
     for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return flat
 
 
@@ -74,7 +74,7 @@ def check_identity(path, saved, current):
         raise CheckpointError(f"{path}: the checkpoint is of another architecture "
                               f"({saved.get('model_name')!r} vs this run's {current.get('model_name')!r}); "
                               "use another run folder or delete the checkpoint")
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten(saved), flatten(current)
     diffs = [f"{key}: checkpoint {old.get(key)!r}, this run {new.get(key)!r}"
              for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
     raise CheckpointError(f"{path}: the checkpoint was written by a run with other settings "
