@@ -210,7 +210,8 @@ def plot_curves(table, curves, path):
         group = curves[curves["run"].isin(json.loads(row["run_folders"]))]
         stats = group.groupby("epoch")["test_error"].agg(["mean", "min", "max"])
         line, = ax.plot(stats.index, 100 * stats["mean"], marker="o", ms=3, label=_label(row))
-        ax.fill_between(stats.index, 100 * stats["min"], 100 * stats["max"], color=line.get_color(), alpha=0.2)
+        ax.fill_between(stats.index, 100 * stats["min"], 100 * stats["max"], color=line.get_color(),
+                        alpha=0.2)
     ax.set(xlabel="epoch", ylabel="test error (%)", title="Test error per epoch")
     ax.grid(alpha=0.3)
     if len(table):

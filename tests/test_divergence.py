@@ -1,38 +1,19 @@
 """Divergence is caught, never reported as a result: the main job, checkpoints, metrics, the library."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from experiments import checkpoint
 from experiments.train import run
+from run_support import config, poison_after_step
 from tagi import nn
 from tagi.divergence import DivergenceError
 from tagi.metrics import error_rate, expected_calibration_error, nll, reliability_bins
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data.train_limit=48", "data.test_limit=16", "train.batch_size=8", "backend=numpy",
         "progress=false"]                                       # 6 steps per epoch
-
-
-def config(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "experiments" / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
-def poison_after_step(monkeypatch, after, layer=0):
-    """Sequential.step that puts a NaN into layers[layer].mu_w after its ``after``-th call."""
-    real_step, calls = nn.Sequential.step, []
-
-    def step(self):
-        real_step(self)
-        calls.append(1)
-        if len(calls) == after:
-            self.layers[layer].mu_w[(0,) * self.layers[layer].mu_w.ndim] = np.nan
-    monkeypatch.setattr(nn.Sequential, "step", step)
 
 
 def test_poisoned_parameter_mid_epoch_stops_the_run(cifar_root, tmp_path, monkeypatch):
@@ -78,7 +59,8 @@ def test_checkpoint_with_a_nan_weight_is_refused(cifar_root, tmp_path):
     meta.pop("format")
     np.savez(ckpt, **arrays, **{checkpoint.META_KEY: np.frombuffer(
         json.dumps({"format": checkpoint.FORMAT, **meta}).encode(), dtype=np.uint8)})
-    with pytest.raises(checkpoint.CheckpointError, match=r"holds non-finite values \(NaN or inf\) in 3\.mu_w"):
+    refused = r"holds non-finite values \(NaN or inf\) in 3\.mu_w"
+    with pytest.raises(checkpoint.CheckpointError, match=refused):
         run(config(f"data.root={cifar_root}", "train.epochs=2", *TINY), tmp_path)
 
 

@@ -4,16 +4,13 @@ import hashlib
 import http.server
 import tarfile
 import threading
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from conftest import write_cifar_folder
 from experiments.train import run
+from run_support import config
 from tagi.data import CIFAR10_ARCHIVE, DataError, download_cifar10
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +41,6 @@ def server(tmp_path_factory):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", hashlib.md5(body).hexdigest()
     httpd.shutdown()
-
-
-def config(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "experiments" / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def main_job(root, url, md5, out):

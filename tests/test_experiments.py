@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from experiments import checkpoint
 from experiments.table import report, results_table, gather
 from experiments.train import run
+from run_support import interrupt_in_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "experiments" / "conf"
@@ -62,14 +63,7 @@ def test_bp_interrupted_mid_run_resumes_exactly(cifar_root, tmp_path, monkeypatc
     cfg = config(f"data.root={cifar_root}", *TINY, "method=bp", "train.epochs=3", "train.batch_size=16",
                  "model.name=small", "+model.input_shape=[3,32,32]", layers)
     whole = run(cfg, tmp_path / "whole")
-    real_train_epoch = methods.BpMethod.train_epoch
-
-    def crash_in_epoch_2(self, batches, epoch, progress):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_train_epoch(self, batches, epoch, progress)
-
-    monkeypatch.setattr(methods.BpMethod, "train_epoch", crash_in_epoch_2)
+    real_train_epoch = interrupt_in_epoch(monkeypatch, methods.BpMethod, 2)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "cut")
     monkeypatch.setattr(methods.BpMethod, "train_epoch", real_train_epoch)

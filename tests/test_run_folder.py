@@ -3,28 +3,21 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from experiments.lock import FolderBusyError, hold_run_folder
 from experiments.train import run
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def config(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "experiments" / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from run_support import ROOT, config
 
 
 def test_second_run_in_a_busy_folder_is_refused(cifar_root, tmp_path):
     folder = tmp_path / "run"
     settings = [f"data.root={cifar_root}", "train.epochs=3", "data.train_limit=48",
                 "data.test_limit=16", "train.batch_size=8", "backend=numpy", "progress=false"]
-    first = subprocess.Popen([sys.executable, "-m", "experiments.train", *settings, f"hydra.run.dir={folder}"],
+    first = subprocess.Popen([sys.executable, "-m", "experiments.train", *settings,
+                              f"hydra.run.dir={folder}"],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (folder / ".run.lock").exists() or not (folder / ".run.lock").read_text().strip():

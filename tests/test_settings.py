@@ -1,15 +1,12 @@
 """Settings are checked before any data is read: each bad value is refused by its key."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from experiments.settings import SettingsError, validate
 from experiments.train import run
-
-ROOT = Path(__file__).resolve().parents[1]
+from run_support import ROOT, config
 
 # (overrides, the key the message must name): the ranges and types of issue 12, item 1
 BAD = [
@@ -35,11 +32,6 @@ BAD = [
     ("method=bp method.schedule.epochs=0", "method.schedule.epochs"),
     ("experiment=cifar10_3conv method=bp method.epochs=0", "method.epochs"),
 ]
-
-
-def config(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "experiments" / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("overrides, key", BAD, ids=[o for o, _ in BAD])

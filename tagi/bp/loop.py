@@ -1,10 +1,10 @@
 """One BP training epoch and one evaluation pass, with progress bars.
 
-Error and loss sums stay on the backend's device until the end of the pass, so a
-GPU step never waits for the host, but for one read per step: the check that the
-batch's losses are finite, made before the backward pass and the update. The learning rate is the optimiser's; set it
-per epoch from a schedule (``optimizer.lr = schedule(epoch)``) before calling
-``train_epoch``.
+Error and loss sums stay on the backend's device until the end of the pass; the
+one host read per step is the check that the batch's losses are finite, made
+before the backward pass and the update. The learning rate is the optimiser's;
+set it per epoch from a schedule (``optimizer.lr = schedule(epoch)``) before
+calling ``train_epoch``.
 """
 import numpy as np
 from tqdm.auto import tqdm
