@@ -27,9 +27,20 @@ class DivergenceError(FloatingPointError):
         return f"training diverged at {', '.join(where)}: {self.what} ({layers})"
 
 
-def valid_moments(xp, mu, var):
+def _finite(array):
+    """On the array's device: whether every entry is finite (NaN and inf fail ``abs(a) < inf``);
+    array operators only, so the arrays of every backend work."""
+    return (abs(array) < np.inf).all()
+
+
+def all_finite(array):
+    """True if every entry of a backend array is finite (one host read)."""
+    return bool(_finite(array))
+
+
+def valid_moments(mu, var):
     """True if every mean and variance is finite and every variance >= 0 (one host read)."""
-    return bool(xp.isfinite(mu).all() & xp.isfinite(var).all() & (var >= 0).all())
+    return bool(_finite(mu) & _finite(var) & (var >= 0).all())
 
 
 def nonfinite_keys(state, layers=None):

@@ -18,7 +18,7 @@ def train_step(net, head, x, labels, sigma_v, step=None):
     before any update, if the output means or variances are NaN, infinite or (variances) negative.
     """
     mu, var = net.forward(x)
-    if not valid_moments(net.backend.xp, mu, var):
+    if not valid_moments(mu, var):
         raise DivergenceError("non-finite output moments", step, nonfinite_keys(net.state_dict(), net.layers))
     delta_mu, delta_var = head.innovations(mu, var, labels, sigma_v)
     net.backward(delta_mu, delta_var)

@@ -9,7 +9,7 @@ calling ``train_epoch``.
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..divergence import DivergenceError, nonfinite_keys
+from ..divergence import DivergenceError, all_finite, nonfinite_keys
 from .loss import log_softmax, softmax_cross_entropy
 
 
@@ -22,7 +22,7 @@ def train_step(net, optimizer, x, labels, step=None):
     """
     logits = net.forward(x, training=True)
     losses, grad = softmax_cross_entropy(logits, net.backend.asarray(labels))
-    if not bool(net.backend.xp.isfinite(losses).all()):
+    if not all_finite(losses):
         raise DivergenceError("non-finite loss", step, nonfinite_keys(net.state_dict(), net.layers))
     net.backward(grad)
     optimizer.step()

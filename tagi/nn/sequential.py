@@ -65,7 +65,7 @@ class Sequential:
         self.batch_size = x.shape[0]
         mu = self.backend.asarray(x, dtype=self.dtype)
         var = None if var_x is None else self.backend.asarray(var_x, dtype=self.dtype)
-        if var is not None and (var.shape != mu.shape or not valid_moments(self.backend.xp, mu, var)):
+        if var is not None and (var.shape != mu.shape or not valid_moments(mu, var)):
             raise ValueError(f"var_x must be finite and >= 0, shaped like x {tuple(mu.shape)}; got shape "
                              f"{tuple(var.shape)}" + ("" if var.shape != mu.shape else
                                                       " with NaN, infinite or negative entries"))
