@@ -1,6 +1,10 @@
 """tagi: Tractable Approximate Gaussian Inference for Bayesian neural networks."""
 from setuptools import find_packages, setup
 
+# pytagi, the reference implementation's CPU build, for tests/test_pytagi_oracle.py; it links
+# NCCL (from the wheel below) and Open MPI (apt-get install libopenmpi3)
+ORACLE = ["pytagi==0.2.1", "nvidia-nccl-cu12"]
+
 setup(
     name="tagi",
     version="0.1.0",
@@ -26,5 +30,7 @@ setup(
         "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2"],
         "cuda": ["cupy-cuda13x>=13"],      # CUDA 13 drivers; use the cuda12 extra on CUDA 12
         "cuda12": ["cupy-cuda12x>=13"],
+        "oracle": ORACLE,
+        "peers": ORACLE + ["torch==2.13.0"],   # other implementations, for benchmarks/peers.py
     },
 )

@@ -8,7 +8,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .divergence import DivergenceError, nonfinite_keys, valid_moments
-from .metrics import error_rate, nll
 
 
 def train_step(net, head, x, labels, sigma_v, step=None):
@@ -46,8 +45,3 @@ def predict(net, head, batches, progress=True, desc="test"):
         labels.append(y)
     return np.concatenate(probs), np.concatenate(labels)
 
-
-def evaluate(net, head, batches, progress=True, desc="test"):
-    """Score every batch -> {"error": error rate, "nll": mean negative log-likelihood, "images": N}."""
-    probs, labels = predict(net, head, batches, progress, desc)
-    return {"error": error_rate(probs, labels), "nll": nll(probs, labels), "images": len(labels)}

@@ -38,3 +38,13 @@ def cifar_root(tmp_path):
     """A folder holding a small synthetic cifar-10-batches-py/ (100 train, 20 test images)."""
     write_cifar_folder(tmp_path / "cifar")
     return tmp_path / "cifar"
+
+
+@pytest.fixture(scope="session")
+def cpu_cuda(tmp_path_factory):
+    """The g++ build of the kernels (tests/cuda_cpu/), float32 and float64 compiled side by side."""
+    from cuda_cpu import harness
+    cuda = harness.CpuCuda(tmp_path_factory.mktemp("cuda_cpu"))
+    probe = harness.load_cupy_backend(harness.fake_cupy(cuda, 0))
+    cuda.compile([(probe.kernel_source(dtype), probe.KERNEL_OPTIONS) for dtype in (np.float32, np.float64)])
+    return cuda

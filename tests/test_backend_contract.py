@@ -29,3 +29,13 @@ def test_auto_and_unknown():
     assert get_backend("auto").NAME in NAMES
     with pytest.raises(ValueError, match="unknown backend 'gpu'"):
         get_backend("gpu")
+
+
+def test_cupy_without_a_gpu_is_refused_by_name():
+    """Installed or not, cupy with no usable GPU is an unavailable backend, with the reason."""
+    from tagi.backends import gpu_missing
+    reason = gpu_missing()
+    if reason is None:
+        pytest.skip("a GPU is present")
+    with pytest.raises(ImportError, match=r"backend 'cupy' is not available here: .+"):
+        get_backend("cupy")

@@ -17,14 +17,13 @@ import pytest
 from op_parity import (BACKWARD, DELTAS, FORWARD, OP_CASES, check_op, check_training_steps,
                        conv_arrays, elementwise_arrays, op_arguments, pool_arrays)
 from tagi import nn
-from tagi.backends import _gpu_present, get_backend
+from tagi.backends import get_backend, gpu_missing
 from tagi.loop import train_step
 from tagi.models import architecture, tagi_network
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ["numba", "cupy"]
-NEEDS_GPU = {"cupy"}
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 
@@ -49,8 +48,6 @@ def cifar_net(backend, dtype):
 def fast(request):
     """The backend under test, its kernels compiled (the first session on a machine pays)."""
     name = request.param
-    if name in NEEDS_GPU and not _gpu_present():
-        pytest.skip(f"backend {name!r} needs a GPU and none is present")
     try:
         backend = get_backend(name)
     except ImportError as err:
@@ -142,7 +139,7 @@ def test_numba_chunks_agree_with_one_chunk(monkeypatch):
 
 
 def test_auto_picks_numba_without_a_gpu():
-    if _gpu_present():
+    if gpu_missing() is None:
         pytest.skip("a GPU is present: auto picks cupy")
     numba_or_skip()
     assert get_backend("auto").NAME == "numba"

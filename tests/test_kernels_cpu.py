@@ -23,15 +23,6 @@ PATHS = ("fused", "split_k", "cublas")
 
 
 @pytest.fixture(scope="session")
-def cpu_cuda(tmp_path_factory):
-    """The g++ build of the kernels, float32 and float64 compiled side by side."""
-    cuda = harness.CpuCuda(tmp_path_factory.mktemp("cuda_cpu"))
-    probe = harness.load_cupy_backend(harness.fake_cupy(cuda, 0))
-    cuda.compile([(probe.kernel_source(dtype), probe.KERNEL_OPTIONS) for dtype in DTYPES])
-    return cuda
-
-
-@pytest.fixture(scope="session")
 def backends(cpu_cuda):
     """The cupy backend on the CPU, per GEMM path: "fused" never splits a reduction,
     "split_k" splits every reduction it can, down to one GEMM_BK slice per block,

@@ -26,18 +26,20 @@ OPS = ("asarray", "to_numpy", "synchronize",
        "gaussian_innovations", "capped_update", "normal_cdf")
 
 
-def _gpu_present():
+def gpu_missing():
+    """Why no GPU can be used here (no cupy, no driver, no device), or None when one is present."""
     try:
         import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no cupy, no driver, no device: all mean "no GPU"
-        return False
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # no cupy, no driver, an old driver: all mean "no GPU"
+        return f"{type(err).__name__}: {err}"
+    return None if count > 0 else "cupy finds no CUDA device"
 
 
 def get_backend(name="numpy"):
     """Return the backend module called ``name`` (one of NAMES or "auto")."""
     if name == "auto":
-        if _gpu_present():
+        if gpu_missing() is None:
             return get_backend("cupy")
         try:
             return get_backend("numba")
@@ -45,6 +47,8 @@ def get_backend(name="numpy"):
             return get_backend("numpy")
     if name not in NAMES:
         raise ValueError(f"unknown backend {name!r}: choose one of {NAMES + ('auto',)}")
+    if name == "cupy" and (reason := gpu_missing()) is not None:
+        raise ImportError(f"backend 'cupy' is not available here: {reason}")
     try:
         return importlib.import_module(f"tagi.backends.{name}_backend")
     except ImportError as err:

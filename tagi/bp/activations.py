@@ -10,14 +10,17 @@ class _Elementwise(Layer):
     """Keeps the Jacobian J (like x) of its last forward for the backward pass."""
 
     def backward(self, grad, input_grad=True):
-        return self.backend.scale_by_jacobian(grad, None, self.jac)[0] if input_grad else None
+        if not input_grad:
+            return None
+        grad_x, _ = self.backend.scale_by_jacobian(grad, delta_var=None, jac=self.jac)
+        return grad_x
 
 
 class ReLU(_Elementwise):
     """max(0, x); J is 1 where x > 0, else 0."""
 
     def forward(self, x, training=False):
-        y, _, self.jac = self.backend.relu_forward(x, None)
+        y, _, self.jac = self.backend.relu_forward(x, var_z=None)
         return y
 
 

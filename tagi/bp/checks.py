@@ -1,8 +1,6 @@
 """Hyperparameter checks that name the offending parameter in their error."""
 import math
 
-import numpy as np
-
 
 def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
     """``value`` as a float if it is finite and within the bounds, else ValueError naming ``name``.
@@ -39,13 +37,3 @@ def check_choice(name, value, choices):
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
 
-
-def check_state_dict(expected, state):
-    """Raise unless ``state`` has exactly the keys of ``expected`` ({key: shape}) with those shapes."""
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise KeyError(f"state_dict does not fit: missing keys {missing}, unexpected keys {unexpected}")
-    for key, shape in expected.items():
-        if tuple(np.shape(state[key])) != tuple(shape):
-            raise ValueError(f"state_dict[{key!r}] has shape {tuple(np.shape(state[key]))}, "
-                             f"expected {tuple(shape)}")

@@ -15,12 +15,10 @@ Arrays are in the backend's type (``backend.xp``): NCHW images, (B, N) vectors.
 """
 import numpy as np
 
-from .. import layer_shapes
-from ..nn.layer import INIT_METHODS as TAGI_INIT_METHODS
-from ..nn.layer import init_scale
+from .. import shapes
 from .checks import check_choice, check_number
 
-INIT_METHODS = TAGI_INIT_METHODS + ("pytorch",)
+INIT_METHODS = shapes.INIT_METHODS + ("pytorch",)
 
 
 class Parameter:
@@ -36,15 +34,25 @@ class Parameter:
         return f"Parameter(shape={tuple(self.value.shape)}, decay={self.decay})"
 
 
-class Layer(layer_shapes.Layer):
-    """A BP layer without parameters."""
+class Layer:
+    """A BP layer without parameters: the output shape is the input shape."""
+
+    has_params = False
+
+    def build(self, in_shape, backend, dtype, rng):
+        self.backend = backend
+        self.in_shape = tuple(in_shape)
+        return self.in_shape
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
 
     def params(self):
         """{name: Parameter} of this layer; none here."""
         return {}
 
 
-class ParametricLayer(layer_shapes.ParametricShape, Layer):
+class ParametricLayer(Layer):
     """A layer with a weight and a bias ``Parameter``.
 
     Initialisation (``init_method``), seeded by the Sequential's generator:
@@ -60,20 +68,24 @@ class ParametricLayer(layer_shapes.ParametricShape, Layer):
     TAGI they scale the prior standard deviations; point weights have none).
     """
 
+    has_params = True
+
     def __init__(self, init_method="He", gain_w=1.0, gain_b=1.0):
         self.init_method = check_choice("init_method", init_method, INIT_METHODS)
         self.gain_w = check_number("gain_w", gain_w, low=0, low_open=True)
         self.gain_b = check_number("gain_b", gain_b, low=0, low_open=True)
 
-    def init_params(self, weight_shape, fan_in, fan_out, dtype, rng):
-        """Draw ``self.weight`` (weight_shape) and ``self.bias`` (weight_shape[0],) on the host, then move them."""
+    def init_params(self, param_shapes, dtype, rng):
+        """Draw ``self.weight`` and ``self.bias`` of ``param_shapes`` (``tagi.shapes.ParamShapes``)
+        on the host, then move them."""
+        weight_shape, fan_in, fan_out = param_shapes.weight, param_shapes.fan_in, param_shapes.fan_out
         n_out = weight_shape[0]
         if self.init_method == "pytorch":
             bound = 1.0 / np.sqrt(fan_in)
             w = rng.uniform(-bound, bound, size=weight_shape) * self.gain_w
             b = rng.uniform(-bound, bound, size=n_out) * self.gain_b
         else:
-            scale = init_scale(self.init_method, fan_in, fan_out)
+            scale = shapes.init_scale(self.init_method, fan_in, fan_out)
             w = rng.normal(0.0, scale, size=weight_shape) * self.gain_w
             b = rng.normal(0.0, scale, size=n_out) * self.gain_b
         self.weight = Parameter(self.backend.asarray(w, dtype=dtype), decay=True)

@@ -9,7 +9,8 @@ set (weights, not biases). ``lr`` may be changed between steps (a schedule).
 import numpy as np
 
 from ..backends import for_array
-from .checks import check_choice, check_number, check_state_dict
+from ..chain import check_state_dict
+from .checks import check_choice, check_number
 
 
 class Optimizer:

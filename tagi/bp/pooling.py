@@ -1,19 +1,42 @@
 """Pooling: average (the TAGI mean pass, backend ``avgpool2d_*`` ops) and max (BP only, on ``backend.xp``)."""
-from ..layer_shapes import Pool2dShape
+from ..geometry import window2d
 from .layer import Layer
 
 
-class AvgPool2d(Pool2dShape, Layer):
+class _Pool2d(Layer):
+    """A pooling window over (C, H, W) maps; ``stride`` defaults to ``kernel_size``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, padding_type="symmetric"):
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding, self.padding_type = padding, padding_type
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.kernel_size}, {self.stride}, padding={self.padding}, "
+                f"padding_type={self.padding_type!r})")
+
+    def build(self, in_shape, backend, dtype, rng):
+        super().build(in_shape, backend, dtype, rng)
+        self.geom = window2d(self.in_shape, self.kernel_size, self.stride, self.padding,
+                             self.padding_type)
+        return (self.geom.channels, self.geom.out_height, self.geom.out_width)
+
+
+class AvgPool2d(_Pool2d):
     """Window sums divided by kernel_size**2, padding cells included (TAGI's AvgPool2d, math doc §3.4)."""
 
     def forward(self, x, training=False):
-        return self.backend.avgpool2d_forward(x, None, self.geom)[0]
+        y, _ = self.backend.avgpool2d_forward(x, var_a=None, g=self.geom)
+        return y
 
     def backward(self, grad, input_grad=True):
-        return self.backend.avgpool2d_backward(grad, None, self.geom)[0] if input_grad else None
+        if not input_grad:
+            return None
+        grad_x, _ = self.backend.avgpool2d_backward(grad, delta_var=None, g=self.geom)
+        return grad_x
 
 
-class MaxPool2d(Pool2dShape, Layer):
+class MaxPool2d(_Pool2d):
     """Window maxima; padding cells never win. The gradient goes to the first maximal cell of each window."""
 
     def build(self, in_shape, backend, dtype, rng):

@@ -1,8 +1,7 @@
 """A BP network: a chain of point-weight layers with one forward, one backward per batch."""
 import numpy as np
 
-from ..layer_shapes import build_chain
-from .checks import check_state_dict
+from ..chain import build_chain, check_state_dict
 
 
 class Sequential:

@@ -130,8 +130,3 @@ class HierarchicalSoftmax:
         """Most probable class of each sample, (B,) integers in the backend's array type."""
         return self.probabilities(mu, var).argmax(axis=1)
 
-    def error_rate(self, mu, var, labels):
-        """Fraction of samples whose most probable class is not the label."""
-        labels = self._check_labels(labels)
-        predicted = for_array(mu).to_numpy(self.predict(mu, var))
-        return float(np.mean(predicted != labels))

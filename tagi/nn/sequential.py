@@ -1,9 +1,8 @@
 """A TAGI network: a chain of layers with one forward, one backward and one step per batch."""
 import numpy as np
 
+from ..chain import build_chain, check_state_dict
 from ..divergence import valid_moments
-from ..layer_shapes import build_chain
-from .layer import PARAM_NAMES
 
 
 def default_cap_factor(batch_size):
@@ -101,17 +100,10 @@ class Sequential:
 
     def load_state_dict(self, state):
         """Set every parameter from ``state``; keys and shapes must match ``state_dict()`` exactly."""
-        own = self.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise KeyError(f"state_dict does not fit this network: missing keys {missing}, "
-                           f"unexpected keys {unexpected}")
-        for key, value in own.items():
-            if tuple(np.shape(state[key])) != value.shape:
-                raise ValueError(f"state_dict[{key!r}] has shape {tuple(np.shape(state[key]))}, "
-                                 f"this network expects {value.shape}")
-        for i, layer in enumerate(self.layers):
-            if layer.has_params:
-                for name in PARAM_NAMES:
-                    setattr(layer, name, self.backend.asarray(np.array(state[f"{i}.{name}"]),
-                                                              dtype=self.dtype))
+        own = {f"{i}.{name}": value for i, layer in enumerate(self.layers) if layer.has_params
+               for name, value in layer.params().items()}
+        check_state_dict({key: value.shape for key, value in own.items()}, state)
+        for key in own:
+            index, name = key.split(".")
+            setattr(self.layers[int(index)], name,
+                    self.backend.asarray(np.array(state[key]), dtype=self.dtype))

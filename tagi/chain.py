@@ -1,0 +1,43 @@
+"""A network as a chain of layers, for TAGI and BP alike: building it and checking a state dict.
+
+Every layer has ``build(in_shape, backend, dtype, rng) -> out_shape`` (one
+sample's shapes, no batch axis); ``build_chain`` calls it in order, each layer
+on its predecessor's output shape.
+"""
+import numpy as np
+
+from .backends import get_backend
+
+DTYPES = ("float32", "float64")
+
+
+def build_chain(layers, input_shape, backend, dtype, seed):
+    """Check the network's settings and build ``layers`` in order from one sample's ``input_shape``.
+
+    -> (backend module, numpy dtype, input shape, output shape). ``backend`` is a name
+    (see ``tagi.backends``) or a backend module; ``seed`` seeds the initialisation
+    (the same values on every backend).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if not layers:
+        raise ValueError("Sequential needs at least one layer")
+    backend = get_backend(backend) if isinstance(backend, str) else backend
+    dtype = np.dtype(dtype)
+    input_shape = shape = tuple(int(n) for n in input_shape)
+    rng = np.random.default_rng(seed)
+    for layer in layers:
+        shape = layer.build(shape, backend, dtype, rng)
+    return backend, dtype, input_shape, tuple(shape)
+
+
+def check_state_dict(expected, state):
+    """Raise unless ``state`` has exactly the keys of ``expected`` ({key: shape}) with those shapes."""
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise KeyError(f"state_dict does not fit this network: missing keys {missing}, "
+                       f"unexpected keys {unexpected}")
+    for key, shape in expected.items():
+        if tuple(np.shape(state[key])) != tuple(shape):
+            raise ValueError(f"state_dict[{key!r}] has shape {tuple(np.shape(state[key]))}, "
+                             f"this network expects {tuple(shape)}")
