@@ -136,8 +136,13 @@ def _check_fields(node, schema, prefix, interpolated):
                 if isinstance(bounds[side], str):
                     name += f" ({'at least' if side == 'low' else 'at most'} {prefix}{bounds[side]})"
                     bounds[side] = node[bounds[side]]
-            for number in (value if OmegaConf.is_list(value) else [value]):
-                check_number(name, number, **bounds)
+            try:
+                for number in (value if OmegaConf.is_list(value) else [value]):
+                    check_number(name, number, **bounds)
+            except ValueError as err:
+                if type(None) in getattr(spec.type, "__args__", ()):      # Optional[...]
+                    raise ValueError(str(err).replace(" must be ", " must be null or ", 1)) from None
+                raise
 
 
 def validate(cfg):
