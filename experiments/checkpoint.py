@@ -10,6 +10,8 @@ import zipfile
 
 import numpy as np
 
+from tagi.divergence import nonfinite_keys
+
 from .io import atomic_write
 
 META_KEY = "__meta__"
@@ -21,16 +23,21 @@ class CheckpointError(RuntimeError):
 
 
 def save(path, arrays, meta):
-    """Write ``arrays`` (name -> numpy array) and ``meta`` (JSON-able dict) to ``path`` atomically."""
+    """Write ``arrays`` (name -> numpy array) and ``meta`` (JSON-able dict) to ``path`` atomically;
+    arrays holding NaN or infinite values are refused (a diverged state is never written)."""
     if META_KEY in arrays:
         raise ValueError(f"array name {META_KEY!r} is reserved")
+    bad = nonfinite_keys(arrays)
+    if bad:
+        raise CheckpointError(f"{path}: not saved: non-finite values in {', '.join(bad)}")
     record = dict(arrays)
     record[META_KEY] = np.frombuffer(json.dumps({"format": FORMAT, **meta}).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **record))
 
 
 def load(path):
-    """Read a checkpoint -> (arrays, meta); a truncated or foreign file raises CheckpointError."""
+    """Read a checkpoint -> (arrays, meta); a truncated or foreign file, or one holding NaN or
+    infinite values, raises CheckpointError."""
     try:
         with np.load(path, allow_pickle=False) as record:
             arrays = {name: record[name] for name in record.files}
@@ -42,16 +49,20 @@ def load(path):
     meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format')} is not {FORMAT}")
+    bad = nonfinite_keys(arrays)
+    if bad:
+        raise CheckpointError(f"{path}: the checkpoint holds non-finite values (NaN or inf) in "
+                              f"{', '.join(bad)}; it cannot be resumed: delete it to start afresh")
     return arrays, meta
 
 
-def _flatten(tree, prefix=""):
+def flatten(tree, prefix=""):
     """{"a": {"b": 1}} -> {"a.b": 1}: the leaves of nested dicts under dotted keys."""
     if not isinstance(tree, dict):
         return {prefix: tree}
     flat = {}
     for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return flat
 
 
@@ -63,7 +74,7 @@ def check_identity(path, saved, current):
         raise CheckpointError(f"{path}: the checkpoint is of another architecture "
                               f"({saved.get('model_name')!r} vs this run's {current.get('model_name')!r}); "
                               "use another run folder or delete the checkpoint")
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten(saved), flatten(current)
     diffs = [f"{key}: checkpoint {old.get(key)!r}, this run {new.get(key)!r}"
              for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
     raise CheckpointError(f"{path}: the checkpoint was written by a run with other settings "

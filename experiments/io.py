@@ -1,14 +1,18 @@
 """Atomic writes: a file is either its old self or complete, never half-written."""
+import logging
 import os
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+TMP_PATTERN = ".*.tmp"          # the temporary files of atomic_write, named .NAME.RANDOM.tmp
 
 
 def atomic_write(path, write):
     """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)   # TMP_PATTERN
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -23,3 +27,11 @@ def atomic_write(path, write):
 def write_csv(frame, path):
     """Write a pandas DataFrame as CSV, atomically."""
     atomic_write(path, lambda f: f.write(frame.to_csv(index=False).encode()))
+
+
+def remove_stale_tmp(folder):
+    """Delete the temporary files that killed atomic writes left in ``folder``; call it only
+    while holding the folder (experiments.lock), so that no live write is among them."""
+    for tmp in Path(folder).glob(TMP_PATTERN):
+        log.info("removing %s, left by a killed write", tmp)
+        tmp.unlink()

@@ -70,6 +70,8 @@ class BpMethod:
         options = {"lr": opt.lr, "weight_decay": opt.weight_decay}
         if opt.name == "sgd":
             options["momentum"] = opt.momentum
+        else:
+            options["betas"] = tuple(opt.betas)
         self.optimizer = bp.make_optimizer(opt.name, self.net.parameters(), **options)
         sched = self.cfg.schedule
         schedule_options = {"cosine": {"epochs": sched.epochs},

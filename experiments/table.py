@@ -2,12 +2,17 @@
 
     python -m experiments.table multirun/cifar10_3conv [MORE_RUN_DIRS...] [--out results]
 
-Every folder given is searched for runs (folders with summary.json and
-metrics.csv). Runs are grouped by model and method; each row gives the test
-error after epoch 1 and after the last epoch (mean ± std over seeds), the
-epochs E and batch size B, test NLL and expected calibration error (ECE), the
-published figures and the difference. Writes ``table.md``, ``table.csv``,
-``curves.png`` (test error per epoch) and ``reliability.png`` to ``--out``.
+Every folder given is searched for runs (folders with summary.json). A row pools
+only runs alike in every setting that defines the comparison (``KEY``: model and
+its layers, method and its settings, batch size, planned epochs, data limits,
+dtype, debug or not); rows of one model and method that differ show the differing
+settings. ``seeds`` counts distinct seeds; a seed run twice is used once and
+reported. Each row gives the test error after epoch 1 and after the published
+epoch count E when every run reached it, else after the epochs run, with "published
+E not reached (ran N)"; a difference Δ to the published figure is only ever
+between the same epochs, and only for runs on the full data. Diverged and
+unfinished runs are listed apart, never averaged in. Writes ``table.md``,
+``table.csv``, ``curves.png`` (test error per epoch) and ``reliability.png`` to ``--out``.
 """
 import argparse
 import json
@@ -21,6 +26,8 @@ from hydra.experimental.callback import Callback
 
 from tagi.metrics import reliability_bins
 
+from .checkpoint import flatten
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
@@ -31,30 +38,57 @@ PUBLISHED = {
     ("cifar10_3conv", "tagi"): {"error_e1": 0.5271, "error_final": 0.2966, "epochs": 50, "batch_size": 16},
     ("cifar10_3conv", "bp"): {"error_e1": np.nan, "error_final": 0.235, "epochs": 150, "batch_size": 128},
 }
+# The settings that define a comparison; runs differing in any of them are never pooled.
+# "method.*" and "model.layers" stand for every leaf of those config sections.
+KEY = ("model", "model.layers", "method", "batch_size", "planned_epochs", "train_limit", "test_limit",
+       "dtype", "debug_run", "method.*")
+# method settings that only feed train.* (which the key holds as batch_size, planned_epochs)
+_PROTOCOL = ("method.name", "method.epochs", "method.batch_size")
 
 
 def find_runs(paths):
-    """Run folders (holding summary.json and metrics.csv) under each path, sorted, without repeats."""
+    """Run folders (holding summary.json) under each path, sorted, without repeats."""
     runs = set()
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such folder")
-        runs.update(p.parent for p in path.rglob("summary.json") if (p.parent / "metrics.csv").exists())
+        runs.update(p.parent for p in path.rglob("summary.json"))
     return sorted(runs)
 
 
+def run_key(summary):
+    """A run's settings that define the comparison (KEY), as a flat dict of JSON-able values."""
+    config = summary.get("config", {})
+    key = {name: summary.get(name) for name in KEY if "." not in name}
+    key["model.layers"] = json.dumps((config.get("model") or {}).get("layers"))
+    key.update({name: value for name, value in flatten(config.get("method", {}), "method").items()
+                if name not in _PROTOCOL})
+    return key
+
+
+def status(summary):
+    """"finished", "unfinished" or "diverged" (summaries without a status: by the epochs run)."""
+    if "status" in summary:
+        return summary["status"]
+    return "finished" if summary.get("epochs", 0) >= summary.get("planned_epochs", 0) else "unfinished"
+
+
 def gather(paths):
-    """-> (runs, curves): one row per run (summary fields + folder), and every run's metrics rows."""
+    """-> (runs, curves): one row per run (summary fields, its status, its key as JSON, its folder),
+    and the metrics rows of every run."""
     summaries, curves = [], []
     for folder in find_runs(paths):
         summary = json.loads((folder / "summary.json").read_text())
+        key = run_key(summary)
         summary.pop("config", None)
-        summaries.append({**summary, "run": str(folder)})
-        metrics = pd.read_csv(folder / "metrics.csv")
-        curves.append(metrics.assign(method=summary["method"], model=summary["model"],
-                                     seed=summary["seed"], run=str(folder)))
+        summaries.append({**summary, "status": status(summary), "key": json.dumps(key, sort_keys=True),
+                          "run": str(folder)})
+        if (folder / "metrics.csv").exists():
+            curves.append(pd.read_csv(folder / "metrics.csv").assign(run=str(folder)))
     if not summaries:
-        raise FileNotFoundError(f"no runs (summary.json + metrics.csv) under {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no runs (summary.json) under {', '.join(map(str, paths))}")
+    if not curves:                                           # every run diverged in its first epoch
+        curves = [pd.DataFrame({"epoch": [], "test_error": [], "test_nll": [], "run": []})]
     return pd.DataFrame(summaries), pd.concat(curves, ignore_index=True)
 
 
@@ -63,26 +97,71 @@ def _mean_std(values):
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
 
-def results_table(runs):
-    """One row per (model, method): measured means and stds over seeds, published figures, difference."""
-    rows = []
-    for (model, method), group in runs.groupby(["model", "method"], sort=False):
-        published = PUBLISHED.get((model, method), {})
-        e1, e1_std = _mean_std(group["error_e1"])
-        final, final_std = _mean_std(group["test_error"])
+def _at_epoch(curves, folders, epoch, column):
+    """``column`` of metrics.csv at ``epoch`` for each run folder."""
+    rows = curves[curves["run"].isin(folders) & (curves["epoch"] == epoch)]
+    return rows.set_index("run").loc[list(folders), column].to_numpy(dtype=float)
+
+
+def _differing(keys):
+    """The key settings whose values differ between the rows, as "name=value, ..." per row."""
+    names = [name for name in keys[0] if len({json.dumps(k.get(name)) for k in keys}) > 1
+             and name not in ("model", "method", "batch_size", "planned_epochs", "debug_run")]
+    return [", ".join([f"{n}={k.get(n)}" for n in names] + (["debug"] if k.get("debug_run") else []))
+            for k in keys]
+
+
+def results_table(runs, curves):
+    """One row per comparison key over the finished runs -> DataFrame (see the module docstring)."""
+    rows, keys = [], []
+    finished = runs[runs["status"] == "finished"]
+    for key_text, group in finished.groupby("key", sort=False):
+        key = json.loads(key_text)
+        per_seed = group.drop_duplicates("seed")                     # a repeated seed counts once
+        repeated = group["seed"][group["seed"].duplicated()].unique().tolist()
+        folders = per_seed["run"].tolist()
+        custom = key["model.layers"] != "null"
+        published = {} if custom else PUBLISHED.get((key["model"], key["method"]), {})
+        full_data = key["train_limit"] is None and key["test_limit"] is None and not key["debug_run"]
+        ran = int(per_seed["epochs"].min())
+        epoch = min(ran, published.get("epochs", ran))
+        e1, e1_std = _mean_std(_at_epoch(curves, folders, 1, "test_error"))
+        err, err_std = _mean_std(_at_epoch(curves, folders, epoch, "test_error"))
+        notes = [f"repeated seed {', '.join(map(str, repeated))} (used once)"] if repeated else []
+        if published and ran < published["epochs"]:
+            notes.append(f"published E not reached (ran {ran})")
+        if published and not full_data:
+            notes.append("limited data: no Δ")
+        comparable = full_data and bool(published)
         rows.append({
-            "model": model, "method": method, "seeds": len(group),
-            "error_e1": e1, "error_e1_std": e1_std, "error_final": final, "error_final_std": final_std,
-            "epochs": int(group["epochs"].min()), "batch_size": int(group["batch_size"].iloc[0]),
-            "test_nll": group["test_nll"].mean(), "test_ece": group["test_ece"].mean(),
+            "model": key["model"], "method": key["method"], "seeds": len(per_seed), "runs": len(group),
+            "error_e1": e1, "error_e1_std": e1_std, "error_at_e": err, "error_at_e_std": err_std,
+            "epochs": epoch, "planned_epochs": key["planned_epochs"], "batch_size": key["batch_size"],
+            "test_nll": float(np.mean(_at_epoch(curves, folders, epoch, "test_nll"))),
+            "test_ece": float(per_seed["test_ece"].mean()) if epoch == ran else np.nan,
             "published_error_e1": published.get("error_e1", np.nan),
             "published_error_final": published.get("error_final", np.nan),
             "published_epochs": published.get("epochs", np.nan),
-            "diff_final": final - published.get("error_final", np.nan),
-        })
+            "diff_e1": e1 - published.get("error_e1", np.nan) if comparable else np.nan,
+            "diff_e": (err - published["error_final"]
+                       if comparable and epoch == published["epochs"] else np.nan),
+            "note": "; ".join(notes), "key": key_text, "run_folders": json.dumps(folders)})
+        keys.append(key)
+    if not rows:
+        return pd.DataFrame(columns=["model", "method", "settings", "key", "run_folders"])
+    table = pd.DataFrame(rows)
+    table.insert(2, "settings", _differing(keys))
     order = {"tagi": 0, "bp": 1}                          # the published table's row order
-    return pd.DataFrame(rows).sort_values("method", key=lambda m: m.map(order).fillna(len(order)),
-                                          kind="stable", ignore_index=True)
+    return table.sort_values("method", key=lambda m: m.map(order).fillna(len(order)),
+                             kind="stable", ignore_index=True)
+
+
+def apart(runs):
+    """The diverged and unfinished runs: folder, status, epochs done of those planned, error."""
+    rest = runs[runs["status"] != "finished"]
+    return pd.DataFrame({"run": rest["run"], "status": rest["status"],
+                         "epochs": [f"{e} of {p}" for e, p in zip(rest["epochs"], rest["planned_epochs"])],
+                         "error": rest.get("error", pd.Series(index=rest.index, dtype=object)).fillna("")})
 
 
 def _percent(mean, std=np.nan):
@@ -91,51 +170,70 @@ def _percent(mean, std=np.nan):
     return f"{100 * mean:.2f} %" + ("" if np.isnan(std) else f" ± {100 * std:.2f}")
 
 
-def markdown(table):
-    """The table as markdown, in the published layout plus the uncertainty columns."""
+def _points(diff):
+    return "–" if np.isnan(diff) else f"{100 * diff:+.2f} pt"
+
+
+def markdown(table, left_apart=None):
+    """The table as markdown, in the published layout plus uncertainty, settings and notes;
+    then the runs left apart (diverged, unfinished), if any."""
     shown = pd.DataFrame({
-        "Model": table["method"].str.upper(),
+        "Model": table["method"].str.upper(), "settings": table["settings"],
         "error e=1": [_percent(m, s) for m, s in zip(table["error_e1"], table["error_e1_std"])],
-        "error e=E": [_percent(m, s) for m, s in zip(table["error_final"], table["error_final_std"])],
+        "Δ e=1": table["diff_e1"].map(_points),
+        "error e=E": [_percent(m, s) for m, s in zip(table["error_at_e"], table["error_at_e_std"])],
         "E": table["epochs"], "B": table["batch_size"], "seeds": table["seeds"],
         "test NLL": table["test_nll"].map("{:.3f}".format),
-        "ECE": table["test_ece"].map("{:.3f}".format),
+        "ECE": table["test_ece"].map(lambda v: "–" if np.isnan(v) else f"{v:.3f}"),
         "published e=1": table["published_error_e1"].map(_percent),
         "published e=E (E)": [f"{_percent(p)} ({'–' if np.isnan(e) else int(e)})"
                               for p, e in zip(table["published_error_final"], table["published_epochs"])],
-        "Δ e=E": [("–" if np.isnan(d) else f"{100 * d:+.2f} pt") for d in table["diff_final"]],
+        "Δ e=E": table["diff_e"].map(_points), "note": table["note"],
     })
-    return shown.to_markdown(index=False)
+    if not (shown["settings"] != "").any():
+        shown = shown.drop(columns="settings")
+    text = shown.to_markdown(index=False) if len(shown) else "(no finished runs)"
+    if left_apart is not None and len(left_apart):
+        text += "\n\nNot in the table (diverged or unfinished):\n\n" + left_apart.to_markdown(index=False)
+    return text
 
 
-def plot_curves(curves, path):
-    """Test error per epoch, mean over seeds with a min-max band, one line per method."""
+def _label(row):
+    settings = f", {row['settings']}" if row["settings"] else ""
+    return f"{row['method'].upper()} ({row['model']}{settings})"
+
+
+def plot_curves(table, curves, path):
+    """Test error per epoch of each table row, mean over its runs with a min-max band."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (model, method), group in curves.groupby(["model", "method"], sort=False):
+    for _, row in table.iterrows():
+        group = curves[curves["run"].isin(json.loads(row["run_folders"]))]
         stats = group.groupby("epoch")["test_error"].agg(["mean", "min", "max"])
-        line, = ax.plot(stats.index, 100 * stats["mean"], marker="o", ms=3, label=f"{method.upper()} ({model})")
-        ax.fill_between(stats.index, 100 * stats["min"], 100 * stats["max"], color=line.get_color(), alpha=0.2)
+        line, = ax.plot(stats.index, 100 * stats["mean"], marker="o", ms=3, label=_label(row))
+        ax.fill_between(stats.index, 100 * stats["min"], 100 * stats["max"], color=line.get_color(),
+                        alpha=0.2)
     ax.set(xlabel="epoch", ylabel="test error (%)", title="Test error per epoch")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if len(table):
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_reliability(runs, path, bins=15):
-    """Reliability diagram per method from the runs' latest test probabilities (pooled over seeds)."""
+def plot_reliability(table, path, bins=15):
+    """Reliability diagram of each table row from its runs' latest test probabilities (pooled)."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
-    for (model, method), group in runs.groupby(["model", "method"], sort=False):
+    for _, row in table.iterrows():
         probs, labels = [], []
-        for folder in group["run"]:
+        for folder in json.loads(row["run_folders"]):
             with np.load(Path(folder) / "test_probs.npz") as record:
                 probs.append(record["probs"])
                 labels.append(record["labels"])
-        table = reliability_bins(np.concatenate(probs), np.concatenate(labels), bins)
-        used = table[table["count"] > 0]
-        ax.plot(used["confidence"], used["accuracy"], marker="o", ms=3, label=f"{method.upper()} ({model})")
+        bins_table = reliability_bins(np.concatenate(probs), np.concatenate(labels), bins)
+        used = bins_table[bins_table["count"] > 0]
+        ax.plot(used["confidence"], used["accuracy"], marker="o", ms=3, label=_label(row))
     ax.set(xlabel="confidence (max class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title="Reliability on the test set")
     ax.grid(alpha=0.3)
@@ -148,14 +246,14 @@ def plot_reliability(runs, path, bins=15):
 def report(paths, out):
     """Gather the runs under ``paths``; write table.md/.csv and the plots to ``out``; return the markdown."""
     runs, curves = gather(paths)
-    table = results_table(runs)
+    table = results_table(runs, curves)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(table)
+    text = markdown(table, apart(runs))
     (out / "table.md").write_text(text + "\n")
     table.to_csv(out / "table.csv", index=False)
-    plot_curves(curves, out / "curves.png")
-    plot_reliability(runs, out / "reliability.png")
+    plot_curves(table, curves, out / "curves.png")
+    plot_reliability(table, out / "reliability.png")
     return text
 
 

@@ -27,14 +27,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
-from tagi.data import Batches, load_cifar10
+from tagi.data import Batches, download_cifar10, load_cifar10
+from tagi.divergence import DivergenceError, nonfinite_keys
 from tagi.metrics import error_rate, expected_calibration_error, nll
 from tagi.models import architecture
 from tagi.threads import check_thread_count, limit_threads
 
 from . import checkpoint
-from .io import atomic_write, write_csv
+from .io import atomic_write, remove_stale_tmp, write_csv
+from .lock import hold_run_folder
 from .methods import make_method, method_settings
+from .settings import validate
 
 log = logging.getLogger(__name__)
 COLUMNS = ["epoch", "test_error", "test_nll", "train_error", "sigma_v", "seconds"]
@@ -51,13 +54,15 @@ def model_spec(model_cfg):
     return architecture(model_cfg.name)
 
 
-def load_data(data_cfg):
-    """The data config -> tagi.data.Dataset, cut to train_limit / test_limit images."""
-    data = load_cifar10(to_absolute_path(data_cfg.root), verify_md5=data_cfg.verify_md5)
+def load_data(data_cfg, progress):
+    """The data config -> tagi.data.Dataset, cut to train_limit / test_limit images; with
+    ``download`` the archive is fetched from ``url`` first when ``root`` holds no CIFAR-10."""
+    root = to_absolute_path(data_cfg.root)
+    if data_cfg.download:
+        download_cifar10(root, data_cfg.url, data_cfg.md5, progress)
+    data = load_cifar10(root, verify_md5=data_cfg.verify_md5, md5=data_cfg.md5)
     for split, limit in (("train", data_cfg.train_limit), ("test", data_cfg.test_limit)):
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"data.{split}_limit must be >= 1 or null, got {limit}")
             setattr(data, f"x_{split}", getattr(data, f"x_{split}")[:limit])
             setattr(data, f"y_{split}", getattr(data, f"y_{split}")[:limit])
     return data
@@ -71,20 +76,23 @@ def run_identity(cfg, spec):
     return json.loads(json.dumps(identity))
 
 
-def check_train_cfg(cfg):
-    for key in ("epochs", "batch_size"):
-        value = cfg.train[key]
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"train.{key} must be an integer >= 1, got {value!r}")
-
-
 def run(cfg, out_dir):
-    """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame."""
-    check_train_cfg(cfg)
-    out_dir = Path(out_dir)
+    """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame.
+
+    The settings are checked first (``settings.validate``), before any data is read; then
+    the run holds its folder for its whole life (a second run there is refused at once)
+    and removes the temporary files of writes that a killed run left behind.
+    """
+    cfg = validate(cfg)
+    with hold_run_folder(out_dir) as out_dir:
+        remove_stale_tmp(out_dir)
+        return _train(cfg, out_dir)
+
+
+def _train(cfg, out_dir):
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
-    data = load_data(cfg.data)
+    data = load_data(cfg.data, cfg.progress)
     method = make_method(cfg, spec, cfg.data.num_classes)
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.dtype)
@@ -104,11 +112,13 @@ def run(cfg, out_dir):
         log.info("resumed from %s after epoch %d", ckpt, len(rows))
 
     for epoch in range(len(rows) + 1, cfg.train.epochs + 1):
-        start = time.perf_counter()
-        fit = method.train_epoch(train, epoch, cfg.progress)
-        method.backend.synchronize()
-        seconds = time.perf_counter() - start
-        probs, labels = method.predict(test, cfg.progress)
+        try:
+            probs, labels, fit, seconds, arrays, method_meta = train_and_predict(
+                method, train, test, epoch, cfg)
+        except DivergenceError as err:
+            err.epoch = epoch
+            mark_diverged(out_dir, cfg, rows, err)
+            raise
         rows.append({"epoch": epoch, "test_error": error_rate(probs, labels),
                      "test_nll": nll(probs, labels), "train_error": fit["train_error"],
                      "sigma_v": fit.get("sigma_v", float("nan")), "seconds": seconds})
@@ -116,15 +126,31 @@ def run(cfg, out_dir):
         atomic_write(out_dir / "test_probs.npz",
                      lambda f: np.savez_compressed(f, probs=probs.astype(np.float32), labels=labels))
         write_summary(out_dir, cfg, rows, expected_calibration_error(probs, labels))
-        arrays, method_meta = method.state()            # last: the checkpoint marks the epoch done
-        checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,
-                                       "rng": rng.bit_generator.state, "rows": rows})
+        checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,   # last: the
+                                       "rng": rng.bit_generator.state, "rows": rows})  # epoch is done
         log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, %.1f s (%.0f images/s)",
                  epoch, rows[-1]["test_error"], rows[-1]["test_nll"], fit["train_error"], seconds,
                  fit["images"] / seconds)
     metrics = pd.DataFrame(rows, columns=COLUMNS)
     log.info("results in %s\n%s", out_dir / "metrics.csv", metrics.to_markdown(index=False))
     return metrics
+
+
+def train_and_predict(method, train, test, epoch, cfg):
+    """One epoch of training, then the test predictions -> (probs, labels, fit, seconds, arrays, meta),
+    arrays and meta the method's state; DivergenceError if a parameter or a prediction is not finite."""
+    start = time.perf_counter()
+    fit = method.train_epoch(train, epoch, cfg.progress)
+    method.backend.synchronize()
+    seconds = time.perf_counter() - start
+    arrays, meta = method.state()
+    bad = nonfinite_keys(arrays)
+    if bad:
+        raise DivergenceError("non-finite parameters", layers=bad)
+    probs, labels = method.predict(test, cfg.progress)
+    if not np.isfinite(probs).all():
+        raise DivergenceError("non-finite test probabilities")
+    return probs, labels, fit, seconds, arrays, meta
 
 
 def peak_rss_mib():
@@ -139,17 +165,34 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def run_settings(cfg):
+    """The settings that summary.json records and experiments.table keys its rows by."""
+    return {"method": cfg.method.name, "model": cfg.model.name, "seed": cfg.seed,
+            "planned_epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
+            "backend": cfg.backend, "dtype": cfg.dtype, "train_limit": cfg.data.train_limit,
+            "test_limit": cfg.data.test_limit, "debug_run": cfg.debug_run,
+            "config": OmegaConf.to_container(cfg, resolve=True)}
+
+
 def write_summary(out_dir, cfg, rows, ece):
-    """summary.json: the latest epoch's scores, the first epoch's error, time, and the settings."""
+    """summary.json: status ("finished" or, before the planned epochs are done, "unfinished"),
+    the latest epoch's scores, the first epoch's error, time, and the settings."""
     last = rows[-1]
-    summary = {"method": cfg.method.name, "model": cfg.model.name, "seed": cfg.seed,
-               "epochs": last["epoch"], "planned_epochs": cfg.train.epochs,
-               "batch_size": cfg.train.batch_size, "backend": cfg.backend, "dtype": cfg.dtype,
-               "train_limit": cfg.data.train_limit, "test_error": last["test_error"],
-               "test_nll": last["test_nll"], "test_ece": ece, "error_e1": rows[0]["test_error"],
+    summary = {"status": "finished" if last["epoch"] >= cfg.train.epochs else "unfinished",
+               "epochs": last["epoch"], "test_error": last["test_error"], "test_nll": last["test_nll"],
+               "test_ece": ece, "error_e1": rows[0]["test_error"],
                "train_seconds": sum(row["seconds"] for row in rows), "peak_rss_mib": peak_rss_mib(),
-               "config": OmegaConf.to_container(cfg, resolve=True)}
+               **run_settings(cfg)}
     atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+
+
+def mark_diverged(out_dir, cfg, rows, err):
+    """summary.json says the run diverged and where; the scores it keeps are the last good epoch's."""
+    path = out_dir / "summary.json"
+    summary = json.loads(path.read_text()) if rows and path.exists() else {"epochs": len(rows)}
+    summary.update(run_settings(cfg), status="diverged", error=str(err), diverged_epoch=err.epoch)
+    atomic_write(path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    log.error("%s; the checkpoint of epoch %d is kept", err, len(rows))
 
 
 def job_threads(cfg, launcher):
@@ -168,6 +211,7 @@ def job_threads(cfg, launcher):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):
+    cfg = validate(cfg)
     threads = job_threads(cfg, HydraConfig.get().launcher)
     if threads is not None:
         log.info("CPU threads capped at %d", threads)

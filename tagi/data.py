@@ -2,21 +2,30 @@
 
 ``load_cifar10(root)`` reads ``root/cifar-10-batches-py/`` (the python-pickle
 layout) or, failing that, the official ``root/cifar-10-python.tar.gz``
-(md5-checked). Images stay uint8 (N, 3, 32, 32) in memory (150 MB for all
+(md5-checked); ``download_cifar10(root)`` fetches that archive from the CIFAR-10
+page when ``root`` holds neither. Images stay uint8 (N, 3, 32, 32) in memory (150 MB for all
 60,000); ``Batches`` normalises one batch at a time to float32.
 """
 import hashlib
-import io
+import http.client
+import logging
+import os
 import pickle
 import tarfile
+import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"   # the CIFAR-10 page's link
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = "test_batch"
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)   # per channel, of pixels / 255
@@ -71,11 +80,11 @@ def _members_from_folder(folder):
     return read
 
 
-def _members_from_archive(path, verify_md5):
+def _members_from_archive(path, verify_md5, md5):
     if verify_md5:
         digest = _md5(path)
-        if digest != CIFAR10_MD5:
-            raise DataError(f"{path}: md5 {digest} does not match the official {CIFAR10_MD5} "
+        if digest != md5:
+            raise DataError(f"{path}: md5 {digest} does not match the expected {md5} "
                             "(truncated or corrupt download?)")
     try:
         with tarfile.open(path, "r:gz") as tar:
@@ -91,21 +100,67 @@ def _members_from_archive(path, verify_md5):
     return read
 
 
-def load_cifar10(root, verify_md5=True):
-    """Read CIFAR-10 from ``root``: the extracted folder if present, else the official archive."""
+def load_cifar10(root, verify_md5=True, md5=CIFAR10_MD5):
+    """Read CIFAR-10 from ``root``: the extracted folder if present, else the archive (whose md5
+    must be ``md5``, the official archive's unless told, when ``verify_md5``)."""
     root = Path(root).expanduser()
     folder, archive = root / CIFAR10_FOLDER, root / CIFAR10_ARCHIVE
     if folder.is_dir():
         read, where = _members_from_folder(folder), folder
     elif archive.is_file():
-        read, where = _members_from_archive(archive, verify_md5), archive
+        read, where = _members_from_archive(archive, verify_md5, md5), archive
     else:
         raise DataError(f"no CIFAR-10 in {root}: expected {folder}/ or {archive} "
-                        "(build the folder with: python ../shared/data/make_cifar10.py DIR)")
+                        "(the main job's data.download=true fetches the archive)")
     train = [_read_batch(read(name), where / name) for name in CIFAR10_TRAIN]
     x_test, y_test = _read_batch(read(CIFAR10_TEST), where / CIFAR10_TEST)
     return Dataset(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
                    x_test, y_test)
+
+
+def download_cifar10(root, url=CIFAR10_URL, md5=CIFAR10_MD5, progress=True, timeout=60):
+    """Fetch the archive from ``url`` into ``root/cifar-10-python.tar.gz`` unless ``root`` holds
+    CIFAR-10 already -> that path.
+
+    The bytes go to a temporary ``.part`` file beside it, with a progress bar; its
+    length (when the server gives one) and its md5 are checked before it is renamed
+    into place, so a failed, partial or wrong download leaves nothing that looks
+    complete. Raises DataError naming the URL and the fault.
+    """
+    root = Path(root).expanduser()
+    archive = root / CIFAR10_ARCHIVE
+    if (root / CIFAR10_FOLDER).is_dir() or archive.is_file():
+        return archive
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f".{CIFAR10_ARCHIVE}.*.part"):     # of a killed download
+        stale.unlink()
+    fd, part = tempfile.mkstemp(prefix=f".{CIFAR10_ARCHIVE}.", suffix=".part", dir=root)
+    try:
+        digest, size = hashlib.md5(), 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            expected = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=expected, unit="B", unit_scale=True, desc=CIFAR10_ARCHIVE,
+                      disable=not progress, leave=False) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    digest.update(block)
+                    size += len(block)
+                    bar.update(len(block))
+            out.flush()
+            os.fsync(out.fileno())
+        if expected is not None and size != expected:
+            raise DataError(f"{url}: truncated download ({size} of {expected} bytes); nothing installed")
+        if digest.hexdigest() != md5:
+            raise DataError(f"{url}: md5 {digest.hexdigest()} does not match the expected {md5}; "
+                            "the download was discarded")
+        os.replace(part, archive)
+    except (OSError, http.client.HTTPException) as err:       # URLError and timeouts are OSErrors
+        raise DataError(f"{url}: download failed ({type(err).__name__}: {err}); nothing installed") from err
+    finally:
+        if os.path.exists(part):
+            os.unlink(part)
+    log.info("downloaded %s (%d bytes, md5 checked) to %s", url, size, archive)
+    return archive
 
 
 class Batches:

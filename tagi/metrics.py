@@ -1,25 +1,38 @@
 """Scores of predicted class probabilities: error rate, NLL, calibration (ECE, reliability bins).
 
 ``probs`` is (N, K) with rows summing to 1, ``labels`` (N,) integers in [0, K).
+Probabilities holding NaN or infinite values (a diverged model) raise ValueError:
+they have no score, least of all a perfect one.
 """
 import numpy as np
 import pandas as pd
 
 
+def _checked(probs):
+    """``probs`` as an array, or ValueError naming the rows that hold NaN or infinite values."""
+    probs = np.asarray(probs)
+    bad = np.unique(np.nonzero(~np.isfinite(probs))[0])
+    if bad.size:
+        raise ValueError(f"probabilities hold NaN or infinite values in {bad.size} of {len(probs)} rows "
+                         f"(first: {bad[:5].tolist()}); a diverged model has no score")
+    return probs
+
+
 def error_rate(probs, labels):
     """Fraction of samples whose most probable class is not the label."""
-    return float(np.mean(np.argmax(probs, axis=1) != labels))
+    return float(np.mean(np.argmax(_checked(probs), axis=1) != labels))
 
 
 def nll(probs, labels, floor=1e-30):
     """Mean negative log probability of the labels (natural log); probabilities floored at ``floor``."""
-    p_true = np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels]
+    p_true = _checked(probs).astype(np.float64)[np.arange(len(labels)), labels]
     return float(-np.log(np.maximum(p_true, floor)).mean())
 
 
 def reliability_bins(probs, labels, bins=15):
     """Confidence (max probability) in ``bins`` equal-width bins: a DataFrame with one row per bin,
     columns lower, upper, count, confidence (mean in the bin), accuracy (fraction correct)."""
+    probs = _checked(probs)
     confidence = np.max(probs, axis=1)
     correct = np.argmax(probs, axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)

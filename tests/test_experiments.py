@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from experiments import checkpoint
 from experiments.table import report, results_table, gather
 from experiments.train import run
+from run_support import interrupt_in_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "experiments" / "conf"
@@ -62,14 +63,7 @@ def test_bp_interrupted_mid_run_resumes_exactly(cifar_root, tmp_path, monkeypatc
     cfg = config(f"data.root={cifar_root}", *TINY, "method=bp", "train.epochs=3", "train.batch_size=16",
                  "model.name=small", "+model.input_shape=[3,32,32]", layers)
     whole = run(cfg, tmp_path / "whole")
-    real_train_epoch = methods.BpMethod.train_epoch
-
-    def crash_in_epoch_2(self, batches, epoch, progress):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_train_epoch(self, batches, epoch, progress)
-
-    monkeypatch.setattr(methods.BpMethod, "train_epoch", crash_in_epoch_2)
+    real_train_epoch = interrupt_in_epoch(monkeypatch, methods.BpMethod, 2)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "cut")
     monkeypatch.setattr(methods.BpMethod, "train_epoch", real_train_epoch)
@@ -95,13 +89,15 @@ def test_checkpoint_refusals(cifar_root, tmp_path):
 
 
 def write_fixture_run(folder, method, seed, errors, batch_size, probs):
-    """A finished run folder as the main job writes it, with chosen numbers."""
+    """A finished run folder as the main job writes it, with chosen numbers, on the full data."""
     folder.mkdir(parents=True)
     pd.DataFrame({"epoch": range(1, len(errors) + 1), "test_error": errors, "test_nll": 1.0,
                   "train_error": 0.5, "sigma_v": 1.0, "seconds": 1.0}).to_csv(folder / "metrics.csv", index=False)
-    summary = {"method": method, "model": "cifar10_3conv", "seed": seed, "epochs": len(errors),
-               "batch_size": batch_size, "test_error": errors[-1], "test_nll": 1.2, "test_ece": 0.05,
-               "error_e1": errors[0]}
+    summary = {"status": "finished", "method": method, "model": "cifar10_3conv", "seed": seed,
+               "epochs": len(errors), "planned_epochs": len(errors), "batch_size": batch_size,
+               "train_limit": None, "test_limit": None, "dtype": "float32", "debug_run": False,
+               "test_error": errors[-1], "test_nll": 1.2, "test_ece": 0.05, "error_e1": errors[0],
+               "config": {"method": {"name": method, "sigma_v": 1.0}, "model": {"layers": None}}}
     (folder / "summary.json").write_text(json.dumps(summary))
     np.savez(folder / "test_probs.npz", probs=probs, labels=np.array([0, 1, 1, 0]))
 
@@ -111,21 +107,31 @@ def test_table_from_fixture_runs(tmp_path):
     write_fixture_run(tmp_path / "tagi" / "seed=0", "tagi", 0, [0.50, 0.30], 16, probs)
     write_fixture_run(tmp_path / "tagi" / "seed=1", "tagi", 1, [0.54, 0.34], 16, probs)
     write_fixture_run(tmp_path / "bp", "bp", 0, [0.60, 0.40, 0.25], 128, probs)
-    runs, curves = gather([tmp_path])
-    table = results_table(runs).set_index("method")
+    table = results_table(*gather([tmp_path])).set_index("method")
     assert table.loc["tagi", "seeds"] == 2 and table.loc["bp", "seeds"] == 1
     assert table.loc["tagi", "error_e1"] == pytest.approx(0.52)
     assert table.loc["tagi", "error_e1_std"] == pytest.approx(np.std([0.50, 0.54], ddof=1))
-    assert table.loc["tagi", "error_final"] == pytest.approx(0.32)
-    assert table.loc["tagi", "diff_final"] == pytest.approx(0.32 - 0.2966)
-    assert table.loc["bp", "diff_final"] == pytest.approx(0.25 - 0.235)
+    assert table.loc["tagi", "error_at_e"] == pytest.approx(0.32)
+    assert table.loc["tagi", "diff_e1"] == pytest.approx(0.52 - 0.5271)
+    assert np.isnan(table.loc["tagi", "diff_e"]) and np.isnan(table.loc["bp", "diff_e"])
     assert table.loc["bp", "epochs"] == 3 and table.loc["bp", "batch_size"] == 128
+    assert table.loc["bp", "note"] == "published E not reached (ran 3)"
     text = report([tmp_path], tmp_path / "out")
-    assert "| TAGI" in text and "52.00 % ± 2.83" in text and "+2.34 pt" in text
+    assert "| TAGI" in text and "52.00 % ± 2.83" in text and "-0.71 pt" in text
     for name in ("table.md", "table.csv", "curves.png", "reliability.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="no runs"):
         gather([tmp_path / "out"])
+
+
+def test_table_compares_at_the_published_epoch(tmp_path):
+    """A run past the published E is scored at E, and only there is Δ taken."""
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    errors = [0.6] + [0.4] * 49 + [0.3, 0.2]                       # 52 epochs, 0.4 at epoch 50
+    write_fixture_run(tmp_path / "tagi", "tagi", 0, errors, 16, probs)
+    row = results_table(*gather([tmp_path])).iloc[0]
+    assert row["epochs"] == 50 and row["error_at_e"] == pytest.approx(0.4)
+    assert row["diff_e"] == pytest.approx(0.4 - 0.2966) and row["note"] == ""
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))

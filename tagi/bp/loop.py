@@ -1,24 +1,29 @@
 """One BP training epoch and one evaluation pass, with progress bars.
 
-Error and loss sums stay on the backend's device until the end of the pass, so a
-GPU step never waits for the host. The learning rate is the optimiser's; set it
-per epoch from a schedule (``optimizer.lr = schedule(epoch)``) before calling
-``train_epoch``.
+Error and loss sums stay on the backend's device until the end of the pass; the
+one host read per step is the check that the batch's losses are finite, made
+before the backward pass and the update. The learning rate is the optimiser's;
+set it per epoch from a schedule (``optimizer.lr = schedule(epoch)``) before
+calling ``train_epoch``.
 """
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..divergence import DivergenceError, all_finite, nonfinite_keys
 from .loss import log_softmax, softmax_cross_entropy
 
 
-def train_step(net, optimizer, x, labels):
+def train_step(net, optimizer, x, labels, step=None):
     """Forward (training mode), softmax cross-entropy, backward and optimiser step on one batch.
 
     x: (B, *input_shape); labels: (B,) integers, host or backend array
-    -> (logits (B, K), losses (B,)) on the backend.
+    -> (logits (B, K), losses (B,)) on the backend. Raises DivergenceError (naming
+    ``step`` and the layers with non-finite weights), before any update, if a loss is not finite.
     """
     logits = net.forward(x, training=True)
     losses, grad = softmax_cross_entropy(logits, net.backend.asarray(labels))
+    if not all_finite(losses):
+        raise DivergenceError("non-finite loss", step, nonfinite_keys(net.state_dict(), net.layers))
     net.backward(grad)
     optimizer.step()
     return logits, losses
@@ -29,13 +34,14 @@ def train_epoch(net, optimizer, batches, progress=True, desc="train"):
 
     train_error is the error rate and train_loss the mean cross-entropy (natural log,
     without the weight-decay term) of the training-mode forward passes (dropout on),
-    each taken before that batch's step.
+    each taken before that batch's step. DivergenceError (see ``train_step``) names the
+    1-based step of the epoch.
     """
     xp = net.backend.xp
     wrong, loss_sum, seen = xp.zeros((), dtype=xp.int64), xp.zeros((), dtype=xp.float64), 0
-    for x, labels in tqdm(batches, desc=desc, disable=not progress, leave=False):
+    for step, (x, labels) in enumerate(tqdm(batches, desc=desc, disable=not progress, leave=False), 1):
         labels = net.backend.asarray(labels)
-        logits, losses = train_step(net, optimizer, x, labels)
+        logits, losses = train_step(net, optimizer, x, labels, step)
         wrong += (logits.argmax(axis=1) != labels).sum()
         loss_sum += losses.sum()
         seen += len(labels)

@@ -8,11 +8,20 @@ from ..backends import for_array
 ALPHA = 3.0  # node probabilities use Phi(mu / sqrt(1/alpha**2 + var)), math doc §7.3
 
 
+def _check_sigma_v(sigma_v):
+    """Raise ValueError unless the observation noise ``sigma_v`` (a scalar or an array
+    broadcasting against the outputs) is finite and > 0 everywhere."""
+    values = np.asarray(sigma_v, dtype=float)
+    if not (np.isfinite(values).all() and (values > 0).all()):
+        raise ValueError(f"sigma_v must be finite and > 0, got {sigma_v!r}")
+
+
 def gaussian_innovations(mu, var, y, sigma_v):
     """Output innovations for y = z + v, v ~ N(0, sigma_v**2); NaN in y marks unobserved outputs.
 
-    mu, var, y: (B, N) -> delta_mu, delta_var: (B, N).
+    mu, var, y: (B, N) -> delta_mu, delta_var: (B, N); sigma_v finite and > 0.
     """
+    _check_sigma_v(sigma_v)
     backend = for_array(mu)
     return backend.gaussian_innovations(mu, var, backend.asarray(y, dtype=mu.dtype), sigma_v)
 
@@ -98,7 +107,9 @@ class HierarchicalSoftmax:
         return backend.asarray(y, dtype=dtype)
 
     def innovations(self, mu, var, labels, sigma_v):
-        """Output update on each label's L observed outputs only; the others get zero innovations."""
+        """Output update on each label's L observed outputs only; the others get zero innovations.
+        sigma_v must be finite and > 0."""
+        _check_sigma_v(sigma_v)
         self._check_outputs(mu, var)
         backend = for_array(mu)
         y = self.observations(labels, mu.shape[0], backend, mu.dtype)

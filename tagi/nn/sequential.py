@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..chain import build_chain, check_state_dict
+from ..divergence import valid_moments
 
 
 def default_cap_factor(batch_size):
@@ -56,11 +57,17 @@ class Sequential:
             raise ValueError(f"input batch holds NaN or infinite values in samples {bad[:10].tolist()}")
 
     def forward(self, x, var_x=None):
-        """x, var_x: (B, *input_shape), var_x None for an exact input -> output (mu, var)."""
+        """x, var_x: (B, *input_shape), var_x None for an exact input -> output (mu, var).
+
+        var_x must be finite and >= 0 (ValueError otherwise)."""
         self._check_input(x)
         self.batch_size = x.shape[0]
         mu = self.backend.asarray(x, dtype=self.dtype)
         var = None if var_x is None else self.backend.asarray(var_x, dtype=self.dtype)
+        if var is not None and (var.shape != mu.shape or not valid_moments(mu, var)):
+            raise ValueError(f"var_x must be finite and >= 0, shaped like x {tuple(mu.shape)}; got shape "
+                             f"{tuple(var.shape)}" + ("" if var.shape != mu.shape else
+                                                      " with NaN, infinite or negative entries"))
         if var is None and self._first_parametric != 0:
             var = self.backend.xp.zeros_like(mu)
         for layer in self.layers:

@@ -1,0 +1,81 @@
+"""The results table compares like with like: real main-job runs on tiny data, the real table script."""
+import json
+
+import pandas as pd
+import pytest
+
+from experiments import methods, table
+from experiments.train import run
+from run_support import config, interrupt_in_epoch, poison_after_step
+
+FULL = ["backend=numpy", "progress=false", "train.batch_size=8"]    # all of the 100 + 20 tiny images
+TINY = ["data.test_limit=8", *FULL]
+
+
+def table_script(runs, out, capsys):
+    """python -m experiments.table RUNS --out OUT -> (printed markdown, table.csv)."""
+    table.main([str(runs), "--out", str(out)])
+    return capsys.readouterr().out, pd.read_csv(out / "table.csv", keep_default_na=False)
+
+
+def test_runs_differing_in_a_setting_are_never_pooled(cifar_root, tmp_path, capsys):
+    for folder, settings in [("a", ["seed=0", "data.train_limit=16"]),
+                             ("b", ["seed=0", "data.train_limit=16"]),        # seed 0 again
+                             ("c", ["seed=1", "data.train_limit=16"]),
+                             ("d", ["seed=0", "data.train_limit=32"]),
+                             ("e", ["seed=0", "data.train_limit=16", "debug=on", "train.epochs=1"])]:
+        run(config(f"data.root={cifar_root}", *TINY, *settings), tmp_path / "runs" / folder)
+    text, rows = table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    assert len(rows) == 3                                                  # 16, 32, and the debug run
+    rows = rows.set_index("settings")
+    assert set(rows.index) == {"train_limit=16", "train_limit=32", "train_limit=16, debug"}
+    same = rows.loc["train_limit=16"]
+    assert same["seeds"] == 2 and same["runs"] == 3                       # seeds 0, 0 and 1: two seeds
+    assert "repeated seed 0 (used once)" in same["note"]
+    assert rows.loc["train_limit=32", "seeds"] == 1 and rows.loc["train_limit=32", "runs"] == 1
+    assert "| train_limit=32 " in text
+    assert "limited data: no Δ" in same["note"] and same["diff_e1"] == "" and same["diff_e"] == ""
+
+
+def test_an_epoch_1_run_is_not_compared_with_the_published_epoch_50(cifar_root, tmp_path, capsys,
+                                                                      monkeypatch):
+    run(config(f"data.root={cifar_root}", *FULL, "train.epochs=1"), tmp_path / "runs" / "one")
+    text, rows = table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row["epochs"] == 1 and row["published_epochs"] == 50
+    assert row["note"] == "published E not reached (ran 1)"
+    assert row["diff_e"] == ""                                             # no Δ between epochs 1 and 50
+    assert float(row["diff_e1"]) == pytest.approx(float(row["error_e1"]) - 0.5271)   # epoch 1 vs 1
+    assert "published E not reached (ran 1)" in text
+    # a diverged and an unfinished run beside it are listed apart, not averaged in
+    poison_after_step(monkeypatch, after=2)
+    with pytest.raises(FloatingPointError):
+        run(config(f"data.root={cifar_root}", *FULL, "train.epochs=1", "seed=5"), tmp_path / "runs" / "nan")
+    monkeypatch.undo()
+    interrupt_in_epoch(monkeypatch, methods.TagiMethod, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(f"data.root={cifar_root}", *FULL, "train.epochs=2", "seed=6"), tmp_path / "runs" / "cut")
+    text, rows = table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    assert rows["seeds"].tolist() == [1] and rows["runs"].tolist() == [1]
+    apart = text.split("Not in the table (diverged or unfinished):")[1]
+    assert "nan " in apart and "diverged" in apart and "epoch 1, step 3" in apart
+    assert "cut " in apart and "unfinished" in apart and "1 of 2" in apart
+
+
+def test_debug_runs_get_folders_of_their_own():
+    real = config("experiment=quick", hydra=True).hydra
+    debug = config("experiment=quick", "debug=on", hydra=True).hydra
+    assert real.sweep.dir == "multirun/quick" and debug.sweep.dir == "multirun/debug/quick"
+    assert config("debug=on", hydra=True).hydra.run.dir.startswith("outputs/debug/")
+
+
+def test_fixture_summary_without_settings_keys_by_what_it_has(tmp_path):
+    """Runs written before the settings were recorded still group by the fields they hold."""
+    folder = tmp_path / "old"
+    folder.mkdir()
+    pd.DataFrame({"epoch": [1], "test_error": [0.5], "test_nll": [1.0]}).to_csv(folder / "metrics.csv")
+    (folder / "summary.json").write_text(json.dumps({"method": "bp", "model": "m", "seed": 0, "epochs": 1,
+                                                     "planned_epochs": 2, "batch_size": 4}))
+    runs, _ = table.gather([tmp_path])
+    assert runs["status"].tolist() == ["unfinished"]
