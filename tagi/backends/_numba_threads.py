@@ -14,6 +14,7 @@ which ``tagi.threads.limit_threads`` caps); with one thread the task runs
 whole, in the calling thread. Numba kernels must be compiled ``nogil=True``
 so that the parts run at once; numpy's GEMMs release the GIL themselves.
 """
+import functools
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
@@ -51,6 +52,29 @@ def _executor(workers):
     return _state["pool"]
 
 
+class _SingleBlas:
+    """Within the block, every BLAS library runs single-threaded (restored on exit)."""
+
+    def __enter__(self):
+        self.saved = [(lib, lib.num_threads) for lib in _blas_libraries()]
+        for lib, _ in self.saved:
+            lib.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        for lib, count in self.saved:
+            lib.set_num_threads(count)
+
+
+def single_blas(op):
+    """``op`` with BLAS single-threaded: for GEMMs too small to share (the linear layers), whose
+    second BLAS thread would only be woken, and waited for, on every call."""
+    @functools.wraps(op)
+    def wrapped(*args, **kwargs):
+        with _SingleBlas():
+            return op(*args, **kwargs)
+    return wrapped
+
+
 def split(batch, task):
     """Run ``task(first, count)`` on one part of range(batch) per thread -> results in part order.
 
@@ -62,19 +86,14 @@ def split(batch, task):
     if n <= 1:
         return [task(0, batch)]
     ranges = parts(batch, n)
-    blas = _blas_libraries()
-    saved = [lib.num_threads for lib in blas]
-    for lib in blas:
-        lib.set_num_threads(1)
     numba.set_num_threads(1)
     try:
-        futures = [_executor(n - 1).submit(task, *r) for r in ranges[1:]]
-        try:
-            first = task(*ranges[0])
-        finally:
-            wait(futures)
-        return [first] + [future.result() for future in futures]
+        with _SingleBlas():
+            futures = [_executor(n - 1).submit(task, *r) for r in ranges[1:]]
+            try:
+                first = task(*ranges[0])
+            finally:
+                wait(futures)
+            return [first] + [future.result() for future in futures]
     finally:
         numba.set_num_threads(threads)
-        for lib, count in zip(blas, saved):
-            lib.set_num_threads(count)

@@ -17,7 +17,8 @@ arrays. How it is fast:
   in one pass; pooling sums window rows before columns (long vector loops).
 
 Ops with nothing to gain from Numba are the reference's own functions: the
-transfers, the linear layer (three small GEMMs), the output update and Phi.
+transfers, the linear layer (three small GEMMs, run on one BLAS thread), the
+output update and Phi.
 
 Threads: a conv op splits its batch into one contiguous part per thread
 (``_numba_threads.split``) and runs each part whole, with single-threaded BLAS
@@ -39,11 +40,15 @@ from . import _numba_threads as threads
 from . import numpy_backend as reference
 from .numpy_backend import _scale_sums
 # ops with nothing to gain from Numba: the reference's own functions
-from .numpy_backend import (asarray, gaussian_innovations, linear_backward,  # noqa: F401
-                            linear_forward, linear_param_deltas, mixture_relu_forward,
+from .numpy_backend import (asarray, gaussian_innovations, mixture_relu_forward,  # noqa: F401
                             normal_cdf, synchronize, to_numpy)
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# the linear layer: the reference's three small GEMMs, on one BLAS thread
+linear_forward = threads.single_blas(reference.linear_forward)
+linear_backward = threads.single_blas(reference.linear_backward)
+linear_param_deltas = threads.single_blas(reference.linear_param_deltas)
 
 NAME = "numba"
 xp = np
@@ -181,8 +186,8 @@ def avgpool2d_forward(mu_a, var_a, g):
 
 def _pool_sum(x, divisor, g):
     out = np.empty((x.shape[0], g.channels, g.out_height, g.out_width), x.dtype)
-    kernels.pool_sum(np.ascontiguousarray(x), g.kernel, g.stride, g.pad_begin,
-                     x.dtype.type(divisor), out)
+    _by_parts(kernels.pool_sum, np.ascontiguousarray(x), g.kernel, g.stride, g.pad_begin,
+              x.dtype.type(divisor), out)
     return out
 
 
@@ -195,29 +200,43 @@ def avgpool2d_backward(delta_mu, delta_var, g):
 
 def _pool_spread(delta, scale, g):
     out = np.empty((delta.shape[0], g.channels, g.height, g.width), delta.dtype)
-    kernels.pool_spread(np.ascontiguousarray(delta), g.kernel, g.stride, g.pad_begin,
-                        delta.dtype.type(scale), out)
+    _by_parts(kernels.pool_spread, np.ascontiguousarray(delta), g.kernel, g.stride, g.pad_begin,
+              delta.dtype.type(scale), out)
     return out
+
+
+def _by_parts(kernel, *args, flat=False):
+    """``kernel(*args)`` run on one part of the batch per thread: every array argument is a
+    C-contiguous (B, ...) array (or None) and is cut to the part's samples (flattened if
+    ``flat``; a flat parameter vector is cut into element ranges); the other arguments pass as
+    they are."""
+    batch = next(a.shape[0] for a in args if isinstance(a, np.ndarray))
+
+    def part(first, count):
+        kernel(*(a if not isinstance(a, np.ndarray)
+                 else a[first:first + count].reshape(-1) if flat else a[first:first + count]
+                 for a in args))
+    threads.split(batch, part)
 
 
 # ----------------------------------------------------------------------------- activations (§3.5)
 
 def relu_forward(mu_z, var_z):
     """Linearised ReLU: mu_a, var_a and the Jacobian J (1 where mu_z > 0, else 0), all like mu_z."""
-    mu_z = np.ascontiguousarray(mu_z)
+    mu_z, var_z = np.ascontiguousarray(mu_z), _contiguous(var_z)
     mu_a, jac = np.empty_like(mu_z), np.empty_like(mu_z)
     var_a = None if var_z is None else np.empty_like(mu_z)
-    kernels.relu(mu_z.reshape(-1), _flat(var_z), mu_a.reshape(-1), _flat(var_a), jac.reshape(-1))
+    _by_parts(kernels.relu, mu_z, var_z, mu_a, var_a, jac, flat=True)
     return mu_a, var_a, jac
 
 
 def scale_by_jacobian(delta_mu, delta_var, jac):
     """Innovations of an activation's output -> of its input: J * delta_mu, J**2 * delta_var."""
-    delta_mu = np.ascontiguousarray(delta_mu)
+    delta_mu, delta_var = np.ascontiguousarray(delta_mu), _contiguous(delta_var)
     out_mu = np.empty_like(delta_mu)
     out_var = None if delta_var is None else np.empty_like(delta_mu)
-    kernels.scale_by_jacobian(delta_mu.reshape(-1), _flat(delta_var), _flat(jac),
-                              out_mu.reshape(-1), _flat(out_var))
+    _by_parts(kernels.scale_by_jacobian, delta_mu, delta_var, np.ascontiguousarray(jac), out_mu,
+              out_var, flat=True)
     return out_mu, out_var
 
 
@@ -228,5 +247,5 @@ def capped_update(mu, var, delta_mu, delta_var, cap_factor):
     if not (mu.flags.c_contiguous and var.flags.c_contiguous):   # no flat view to write through
         reference.capped_update(mu, var, delta_mu, delta_var, cap_factor)
         return
-    kernels.capped_update(mu.reshape(-1), var.reshape(-1), _flat(delta_mu), _flat(delta_var),
-                          var.dtype.type(cap_factor))
+    _by_parts(kernels.capped_update, mu.reshape(-1), var.reshape(-1), _flat(delta_mu),
+              _flat(delta_var), var.dtype.type(cap_factor))
