@@ -77,3 +77,24 @@ def test_conv_ops_agree_at_one_and_two_threads(case):
         for got, want in zip(two, one):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
                                        err_msg=op)
+
+
+def _split_in_child(queue):
+    with limit_threads(2):
+        queue.put(threads.split(4, lambda first, count: count))
+
+
+@TWO
+def test_a_forked_child_splits_with_its_own_pool():
+    import multiprocessing
+    with limit_threads(2):
+        threads.split(4, lambda first, count: count)      # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_split_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=20)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in split()")
+    assert queue.get(timeout=5) == [2, 2]

@@ -15,12 +15,15 @@ whole, in the calling thread. Numba kernels must be compiled ``nogil=True``
 so that the parts run at once; numpy's GEMMs release the GIL themselves.
 """
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 from threadpoolctl import ThreadpoolController
 
 _state = {"pool": None, "size": 0, "blas": None}
+# a forked child has none of its parent's pool threads: it starts its own pool
+os.register_at_fork(after_in_child=lambda: _state.update(pool=None, size=0))
 
 
 def parts(batch, n):
