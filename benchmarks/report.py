@@ -100,19 +100,31 @@ def peaks_markdown(frame):
 
 
 def ops_markdown(frame):
-    """Per layer and op: MFLOP per call, and each backend's median ms and share of peak."""
+    """Per layer and op: MFLOP per call, and each backend's median ms, share of peak and share
+    of that backend's training step at the same batch (the ops' sum is the last row)."""
     ops = frame[frame.suite == "op"]
     if ops.empty:
         return ""
+    batch = ops.batch.iloc[0]
     table = ops.pivot_table(index=["layer", "op"], columns="backend", sort=False,
                             values=["median_s", "share_of_peak"], aggfunc="first")
     out = ops.drop_duplicates(["layer", "op"]).set_index(["layer", "op"])[["batch", "flops"]]
     out = out.assign(batch=out.batch.astype(str), MFLOP=(out.flops / 1e6).map("{:,.2f}".format))
     out = out.drop(columns="flops")
+    sums = {"batch": str(batch), "MFLOP": f"{ops.drop_duplicates(['layer', 'op']).flops.sum() / 1e6:,.2f}"}
     for backend in ops.backend.unique():
-        out[f"{backend} ms"] = (1e3 * table["median_s", backend]).map("{:,.3f}".format)
+        step = _pick(frame, "train_step", backend, batch)
+        step_s = math.nan if step is None else step.median_s
+        seconds = table["median_s", backend]
+        out[f"{backend} ms"] = (1e3 * seconds).map("{:,.3f}".format)
         out[f"{backend} % peak"] = (100 * table["share_of_peak", backend]).map("{:.1f}".format)
-    return _markdown(out.reset_index(), text_columns=2)
+        out[f"{backend} % step"] = (100 * seconds / step_s).map("{:.1f}".format)
+        sums[f"{backend} ms"] = f"{1e3 * seconds.sum():,.3f}"
+        sums[f"{backend} % peak"] = ""
+        sums[f"{backend} % step"] = f"{100 * seconds.sum() / step_s:.1f}"
+    out = out.reset_index()
+    out.loc[len(out)] = {"layer": "all", "op": "sum of the ops", **sums}
+    return _markdown(out, text_columns=2)
 
 
 def plot_sweep(frame, path):

@@ -23,6 +23,7 @@ from tagi.data import CIFAR10_ARCHIVE, CIFAR10_FOLDER
 
 from . import gpu
 from .epoch import epoch_rows
+from .peers import cpu_counters, peers_markdown, run_peers, steal_line, write_peers
 from .report import (COLUMNS, device_of, ops_markdown, peaks_markdown, plot_sweep, progress_line,
                      summary_markdown)
 from .suites import (ARCHITECTURE, gemm_peak, inference_rows, load_backends, op_rows,
@@ -94,12 +95,24 @@ def parse_args(argv=None):
                    help=f"side of the peak matmul (default {GEMM_SIZE['cpu']} CPU, "
                         f"{GEMM_SIZE['gpu']} GPU)")
     p.add_argument("--seed", type=int, default=0, help="network initialisation and inputs")
+    p.add_argument("--peers", action="store_true",
+                   help="also time pytagi (TAGI step, inference) and PyTorch (BP step) against "
+                        "ours, alternating, each side in its own process (benchmarks/peers.py); "
+                        "a peer not installed is skipped by name")
+    p.add_argument("--peer-rounds", type=int, default=None,
+                   help="alternating rounds of each peer comparison (default 3; --quick: 2)")
+    p.add_argument("--peer-threads", type=int, default=2,
+                   help="threads of each side of a peer comparison (default 2)")
     args = p.parse_args(argv)
     if args.sweep is None:
         args.sweep = SWEEP["quick" if args.quick else "full"]
     if args.quick:
         args.epoch_limit = args.epoch_limit or QUICK_LIMIT
         args.test_limit = args.test_limit or QUICK_LIMIT
+    if args.peer_rounds is None:
+        args.peer_rounds = 2 if args.quick else 3
+    if args.peer_rounds < 1 or args.peer_threads < 1:
+        p.error("--peer-rounds and --peer-threads must be >= 1")
     if args.out is None:
         args.out = Path("outputs", "benchmarks", time.strftime("%Y%m%d-%H%M%S"))
     return args
@@ -169,6 +182,7 @@ def main(argv=None):
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     rows, failed, peaks = [], [], {}
+    counters = cpu_counters()
     for name, backend in backends.items():
         device = device_of(backend)
         if device not in peaks:
@@ -186,11 +200,21 @@ def main(argv=None):
             for row in new:
                 log.info(progress_line(row))
             rows.extend(new)
+    steal = steal_line(counters, cpu_counters())
+    peer_section = None
+    if args.peers:
+        summaries, segments, peer_skipped = run_peers(
+            args.peer_rounds, args.peer_threads, 2.0 if args.quick else 5.0)
+        write_peers(args.out, summaries, segments)
+        peer_section = peers_markdown(summaries, peer_skipped)
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({"batch": "Int64", "images": "Int64"})
     frame.to_csv(args.out / "results.csv", index=False)
     plot_sweep(frame, args.out / "sweep.png")
-    sections = [header(args, skipped), peaks_markdown(frame),
+    sections = [header(args, skipped) + "\n" + steal, peaks_markdown(frame),
                 summary_markdown(frame, args.batch, args.infer_batch)]
+    if peer_section is not None:
+        sections += ["### Against the peers (each side in its own process, alternating)",
+                     peer_section]
     if not args.skip_ops:
         sections += [f"### Per op, batch {args.batch} (median ms, share of the GEMM peak)",
                      ops_markdown(frame)]

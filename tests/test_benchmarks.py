@@ -116,3 +116,45 @@ def test_epoch_runs_the_main_job_and_reads_its_memory(cifar_root, tmp_path):
     assert job["suite"] == "epoch_job" and job["images"] == 32 + 20
     assert job["median_s"] > train["median_s"]
     assert 30 < job["max_rss_mib"] < 8000 and math.isnan(train["max_rss_mib"])
+
+
+# ----------------------------------------------------------------------------- peers (benchmarks/peers.py)
+
+def test_a_peer_that_does_not_import_is_skipped_by_name():
+    from benchmarks import peers
+    why = peers.missing_peer("no_such_peer_module")
+    assert "no_such_peer_module" in why and "[peers]" in why
+    assert peers.missing_peer("numpy") is None
+
+
+def test_peer_comparison_ratio_is_the_median_of_the_rounds(monkeypatch):
+    from benchmarks import peers
+    rates = iter([100.0, 10.0, 300.0, 10.0, 200.0, 20.0])     # ours, peer per round: 10, 30, 10
+
+    def fake_worker(side, batch, threads, budget_s, warmup):
+        return {"side": side, "images_per_s": next(rates), "cpu_per_wall": 1.0, "steal": 0.0,
+                "load1": 1.0}
+    monkeypatch.setattr(peers, "run_worker", fake_worker)
+    summary, segments = peers.compare("tagi_train", 3, 2, 0.0, 0)
+    assert len(segments) == 6 and [s["side"] for s in segments[:2]] == ["tagi_train", "pytagi_train"]
+    assert summary["ratio"] == 10.0 and (summary["ratio_min"], summary["ratio_max"]) == (10.0, 30.0)
+    assert summary["ours_images_per_s"] == 200.0 and summary["peer_images_per_s"] == 10.0
+    assert summary["ours_spread"] == pytest.approx(2.0)
+    table = peers.peers_markdown([summary], {"bp_train": "torch does not import here"})
+    assert "| tagi_train | 16 | 200.0 |" in table and "10.00×" in table and "| no |" in table
+    assert "- skipped bp_train: torch does not import here" in table
+
+
+def test_our_peer_sides_run_in_a_worker_process_and_report_json():
+    from benchmarks import peers
+    result = peers.run_worker("tagi_train", 2, 1, 0.0, 0)
+    assert result["side"] == "tagi_train" and result["steps"] >= 3 and result["images_per_s"] > 0
+    assert 0 <= result["steal"] <= 1
+
+
+def test_peer_options_are_checked():
+    from benchmarks import peers
+    with pytest.raises(SystemExit):
+        peers.parse_args(["--only", "tagi_train,nope"])
+    with pytest.raises(SystemExit):
+        peers.parse_args(["--rounds", "0"])

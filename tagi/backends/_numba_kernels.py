@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _valid(count, stride, offset, size):
     """The range [lo, hi) of o in [0, count) for which o*stride + offset lies in [0, size)."""
     lo = max(0, -(offset // stride))
@@ -58,7 +58,7 @@ def col2im(cols, cols_var, b0, kernel, stride, pad, ho, wo, out, out_var):
         _col2im_rows(cols, cols_var, b0, kernel, stride, pad, ho, wo, out, out_var)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _column_masks(kernel, pad, count, period, stride, sign, width):
     """inside[kx, i]: column (i % period)*stride + sign*(kx - pad) lies in [0, width)."""
     inside = np.empty((kernel, count), np.bool_)
@@ -68,13 +68,13 @@ def _column_masks(kernel, pad, count, period, stride, sign, width):
     return inside
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _square(src, dst):
     for i in range(dst.size):
         dst[i] = src[i] * src[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shifted_copy(plane, shift, inside, dst):
     """dst[i] = plane[i + shift] where inside[i], else 0 (plane, inside, dst: flat (H*W,) maps)."""
     zero = dst.dtype.type(0)
@@ -88,7 +88,7 @@ def _shifted_copy(plane, shift, inside, dst):
         mid[i] = v if mask[i] else zero
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _im2col_same(x, x_var, b0, kernel, pad, cols, cols_sq, cols_var):
     """im2col of a stride-1 'same' window: the row of cell (c, ky, kx) is channel c shifted by
     (ky - pad)*W + kx - pad in flat (H*W) order, with the columns that wrapped set to 0."""
@@ -107,7 +107,7 @@ def _im2col_same(x, x_var, b0, kernel, pad, cols, cols_sq, cols_var):
             _shifted_copy(x_var[b0 + b, c].reshape(-1), shift, inside[kx], cols_var[row, span])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_rows(plane, ky, kx, stride, pad, ho, wo, dst):
     """dst (Ho*Wo,) = cell (ky, kx) of every window over plane (H, W), 0 in padding."""
     ox_lo, ox_hi = _valid(wo, stride, kx - pad, plane.shape[1])
@@ -120,7 +120,7 @@ def _window_rows(plane, ky, kx, stride, pad, ho, wo, dst):
             seg[i] = src[i]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _im2col_rows(x, x_var, b0, kernel, stride, pad, ho, wo, cols, cols_sq, cols_var):
     """im2col of any window, one output row at a time."""
     kk, area = kernel * kernel, ho * wo
@@ -136,7 +136,7 @@ def _im2col_rows(x, x_var, b0, kernel, stride, pad, ho, wo, cols, cols_sq, cols_
             _window_rows(x_var[b0 + b, c], ky, kx, stride, pad, ho, wo, cols_var[row, span])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shifted_sums(cols, first_row, start, kernel, pad, width, inside, plane):
     """plane (H*W,) = sum over cells (ky, kx) of rows first_row + ky*K + kx of cols, read from
     column start on and shifted back by (ky - pad)*W + kx - pad; wrapped columns masked out."""
@@ -154,7 +154,7 @@ def _shifted_sums(cols, first_row, start, kernel, pad, width, inside, plane):
                 dst[i] += v if mask[i] else zero
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _col2im_same(cols, cols_var, b0, kernel, pad, out, out_var):
     """col2im of a stride-1 'same' window: flat shifted adds, wrapped columns masked out."""
     channels, height, width = out.shape[1], out.shape[2], out.shape[3]
@@ -171,7 +171,7 @@ def _col2im_same(cols, cols_var, b0, kernel, pad, out, out_var):
                           out_var[b0 + b, c].reshape(-1))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_sums(cols, first_row, start, kernel, stride, pad, ho, wo, plane):
     """plane (H, W) = sum over window cells (ky, kx) of rows first_row + ky*K + kx of cols
     (columns start.. in (oy, ox) order) added back where they were read."""
@@ -188,7 +188,7 @@ def _window_sums(cols, first_row, start, kernel, stride, pad, ho, wo, plane):
                     dst[i] += src[i]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _col2im_rows(cols, cols_var, b0, kernel, stride, pad, ho, wo, out, out_var):
     """col2im of any window, one output row at a time."""
     channels = out.shape[1]
@@ -203,7 +203,7 @@ def _col2im_rows(cols, cols_var, b0, kernel, stride, pad, ho, wo, out, out_var):
                          out_var[b0 + b, c])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def cols_to_images(z, z_var, bias, bias_var, b0, out, out_var):
     """GEMM output z (Co, nb*L) + bias (Co,) -> out[b0:b0+nb] of out (B, Co, L).
 
@@ -222,7 +222,7 @@ def cols_to_images(z, z_var, bias, bias_var, b0, out, out_var):
                 dst[i] = src[i] + bias_var[co]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def images_to_cols(x, x_var, b0, out, out_var):
     """x[b0:b0+nb] of x (B, Co, L) -> out (Co, nb*L); ``x_var -> out_var`` likewise (optional)."""
     c_out, area = x.shape[1], x.shape[2]
@@ -240,7 +240,7 @@ def images_to_cols(x, x_var, b0, out, out_var):
 
 # ----------------------------------------------------------------------------- average pooling
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def pool_sum(x, kernel, stride, pad, divisor, out):
     """out (B, C, Ho, Wo) = (sum of x (B, C, H, W) over each window) / divisor; padding reads 0.
 
@@ -287,7 +287,7 @@ def pool_sum(x, kernel, stride, pad, divisor, out):
                 row[i] /= divisor
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def pool_spread(delta, kernel, stride, pad, scale, out):
     """out (B, C, H, W): every input cell gets scale * the sum of delta (B, C, Ho, Wo) over the
     windows that read it."""
@@ -310,7 +310,7 @@ def pool_spread(delta, kernel, stride, pad, scale, out):
 
 # ----------------------------------------------------------------------------- elementwise (flat arrays)
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def relu(mu_z, var_z, mu_a, var_a, jac):
     """Linearised ReLU: jac = 1 where mu_z > 0 else 0; mu_a = mu_z*jac, var_a = var_z*jac (optional)."""
     one, zero = mu_z.dtype.type(1), mu_z.dtype.type(0)
@@ -322,7 +322,7 @@ def relu(mu_z, var_z, mu_a, var_a, jac):
             var_a[i] = var_z[i] * j
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def scale_by_jacobian(delta_mu, delta_var, jac, out_mu, out_var):
     """out_mu = jac*delta_mu; out_var = jac**2 * delta_var (optional)."""
     for i in prange(delta_mu.size):
@@ -331,7 +331,7 @@ def scale_by_jacobian(delta_mu, delta_var, jac, out_mu, out_var):
             out_var[i] = delta_var[i] * (jac[i] * jac[i])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def capped_update(mu, var, delta_mu, delta_var, cap_factor):
     """In place: add each delta clipped to sqrt(prior var)/cap_factor; floor variances at 1e-5."""
     floor = var.dtype.type(1e-5)

@@ -1,0 +1,100 @@
+"""The Numba backend's batch split (tagi/backends/_numba_threads.py): parts, order, thread state.
+
+The ops' results under the split are checked against the float64 reference in
+test_backend_parity.py (at the default thread count) and here at 1 and 2
+threads on an odd batch, so the parts are uneven.
+"""
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from op_parity import CONV_CASES, conv_arrays
+from tagi.threads import limit_threads
+
+threads = pytest.importorskip("tagi.backends._numba_threads")
+backend = pytest.importorskip("tagi.backends.numba_backend")
+TWO = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread here")
+
+
+def blas_threads():
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("batch, n", [(16, 2), (17, 2), (5, 3), (1, 1), (3, 4)])
+def test_parts_cover_the_batch_in_order_evenly(batch, n):
+    ranges = threads.parts(batch, n)
+    assert len(ranges) == n
+    assert [i for first, count in ranges for i in range(first, first + count)] == list(range(batch))
+    assert max(c for _, c in ranges) - min(c for _, c in ranges) <= 1
+
+
+@TWO
+def test_split_runs_each_part_single_threaded_and_restores_the_caller():
+    seen = []
+
+    def task(first, count):
+        seen.append((numba.get_num_threads(), blas_threads()))
+        return first, count
+
+    with limit_threads(2):
+        before = numba.get_num_threads(), blas_threads()
+        assert threads.split(7, task) == [(0, 4), (4, 3)]
+        assert (numba.get_num_threads(), blas_threads()) == before
+    assert seen == [(1, {1}), (1, {1})]
+
+
+@TWO
+def test_split_restores_the_caller_when_a_part_raises():
+    def task(first, count):
+        if first:
+            raise RuntimeError("part failed")
+
+    with limit_threads(2):
+        before = numba.get_num_threads(), blas_threads()
+        with pytest.raises(RuntimeError, match="part failed"):
+            threads.split(4, task)
+        assert (numba.get_num_threads(), blas_threads()) == before
+
+
+@TWO
+@pytest.mark.parametrize("case", CONV_CASES[:2])
+def test_conv_ops_agree_at_one_and_two_threads(case):
+    a = {k: v.astype(np.float32) if isinstance(v, np.ndarray) else v
+         for k, v in conv_arrays(case, np.random.default_rng(0), batch=5).items()}
+    calls = {"forward": lambda: backend.conv2d_forward(a["mu_a"], a["var_a"], a["mu_w"], a["var_w"],
+                                                       a["mu_b"], a["var_b"], a["g"]),
+             "backward": lambda: backend.conv2d_backward(a["delta_mu"], a["delta_var"], a["mu_w"],
+                                                         a["g"]),
+             "param_deltas": lambda: backend.conv2d_param_deltas(a["mu_a"], a["delta_mu"],
+                                                                 a["delta_var"], a["var_w"],
+                                                                 a["var_b"], a["g"])}
+    for op, call in calls.items():
+        with limit_threads(1):
+            one = call()
+        with limit_threads(2):
+            two = call()
+        for got, want in zip(two, one):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
+                                       err_msg=op)
+
+
+def _split_in_child(queue):
+    with limit_threads(2):
+        queue.put(threads.split(4, lambda first, count: count))
+
+
+@TWO
+def test_a_forked_child_splits_with_its_own_pool():
+    import multiprocessing
+    with limit_threads(2):
+        threads.split(4, lambda first, count: count)      # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_split_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=20)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in split()")
+    assert queue.get(timeout=5) == [2, 2]
