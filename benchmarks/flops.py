@@ -1,4 +1,4 @@
-"""FLOP counts of the TAGI ops, from the layer geometry (design.md §4, tagi-math.md §3-§6).
+"""FLOP counts of the TAGI ops, from the layer geometry (docs/design.md §4, docs/math.md §3-§6).
 
 Only the products are counted: a multiply-add is 2 FLOPs, and each op costs
 as many products of the plain mean pass as it has matrix products (the
@@ -135,7 +135,7 @@ def op_flops(spec, op):
 
 
 def plain_forward_macs(net):
-    """Multiply-adds per image of a plain (point-weight) forward pass: design.md's 12.36 M."""
+    """Multiply-adds per image of a plain (point-weight) forward pass: docs/design.md's 12.36 M."""
     total = 0
     for spec in layer_ops(net):
         if spec.family == "conv2d":

@@ -1,6 +1,6 @@
 """In-process suites: the GEMM peak, each op of each layer, the training step and inference.
 
-Every suite builds the 3-conv CIFAR-10 network (math doc §9) on one backend,
+Every suite builds the 3-conv CIFAR-10 network (docs/math.md §9) on one backend,
 feeds it random inputs of the right shapes (timings do not depend on the
 values) and returns rows made by ``report.record``.
 """

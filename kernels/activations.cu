@@ -1,4 +1,4 @@
-// Activation kernels (tagi-math §3.5) and the Jacobian step of the backward pass (§5.1).
+// Activation kernels (docs/math.md §3.5) and the Jacobian step of the backward pass (§5.1).
 // One thread per element; all arrays have n elements. A null variance pointer is the Python
 // None of the op contract (numpy_backend.py).
 #include "tagi_common.cuh"

@@ -1,4 +1,4 @@
-// Conv2d TAGI kernels (tagi-math §3.3, §5.3, §6.1): forward moments, input innovations and
+// Conv2d TAGI kernels (docs/math.md §3.3, §5.3, §6.1): forward moments, input innovations and
 // parameter deltas, each one fused Gaussian GEMM (tagi_gemm.cuh) whose operands are gathered
 // straight from the NCHW maps (implicit im2col: no patch matrix is written). The conv is a
 // cross-correlation: output (co, oy, ox) reads input (ci, oy*S + ky - pad, ox*S + kx - pad).

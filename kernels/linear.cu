@@ -1,4 +1,4 @@
-// Fully connected TAGI kernels (tagi-math §3.2, §5.2, §6.1): forward moments, input innovations
+// Fully connected TAGI kernels (docs/math.md §3.2, §5.2, §6.1): forward moments, input innovations
 // and parameter deltas, each one fused Gaussian GEMM (tagi_gemm.cuh).
 //
 // Shapes: mu_a, var_a (B, N_in); mu_w, var_w (N_out, N_in); mu_b, var_b (N_out,);

@@ -1,4 +1,4 @@
-// Output-layer update (tagi-math §4): innovations of observed outputs y = z + v,
+// Output-layer update (docs/math.md §4): innovations of observed outputs y = z + v,
 // v ~ N(0, sigma_v^2). One thread per element of the (B, N) output; n = B*N.
 #include "tagi_common.cuh"
 

@@ -1,4 +1,4 @@
-// Average pooling TAGI kernels (tagi-math §3.4, §5.4). The divisor is always K^2 for means and
+// Average pooling TAGI kernels (docs/math.md §3.4, §5.4). The divisor is always K^2 for means and
 // K^4 for variances, padding cells included (they contribute 0). Each (b, c) plane is pooled on
 // its own, so a plane is handled as a one-channel image numbered bc = b*C + c.
 //

@@ -5,7 +5,7 @@
 // in _f64. CuPy (tagi/backends/cupy_backend.py) and the CPU test harness (tests/cuda_cpu/) find
 // the kernels by these plain names.
 //
-// Layouts (tagi-math §1): images NCHW, flat index ((b*C + c)*H + y)*W + x; vectors (B, N) row-major;
+// Layouts (docs/math.md §1): images NCHW, flat index ((b*C + c)*H + y)*W + x; vectors (B, N) row-major;
 // conv weights (C_out, C_in, K, K); linear weights (N_out, N_in). Sizes fit in int (< 2^31 elements).
 #ifndef TAGI_COMMON_CUH
 #define TAGI_COMMON_CUH
@@ -27,7 +27,7 @@ __device__ __forceinline__ double normal_cdf(double x) { return normcdf(x); }
 // Index of this thread in a one-dimensional launch (one thread per element).
 __device__ __forceinline__ int element_index() { return blockIdx.x * blockDim.x + threadIdx.x; }
 
-// A square kernel x kernel window sliding over a (channels, height, width) map (tagi-math §3.3):
+// A square kernel x kernel window sliding over a (channels, height, width) map (docs/math.md §3.3):
 // output (oy, ox) reads input row oy*stride + ky - pad and column ox*stride + kx - pad for
 // ky, kx < kernel; reads outside the map are padding (zero mean, zero variance). `pad` is the
 // padding before the first row/column; the padding after the last one only shows in out_height

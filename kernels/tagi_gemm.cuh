@@ -3,7 +3,7 @@
 // For every output (m, n), m < M, n < N, summing over k < K:
 //     mu[m, n]  = sum_k A_mu[m, k] * B_mu[k, n]
 //     var[m, n] = sum_k A_var[m, k] * B_var[k, n]  +  A_mu[m, k]^2 * B_sq[k, n]
-// This is the moment rule of tagi-math §3.1 summed over independent products (§3.2):
+// This is the moment rule of docs/math.md §3.1 summed over independent products (§3.2):
 //   forward (§3.2, §3.3):     A = input (mu_a, var_a),   B = (mu_w, mu_w^2 + var_w, var_w)
 //   backward (§5.2, §5.3):    A = output innovations,    B = (mu_w, mu_w^2, -)
 //   param deltas (§6.1):      A = (mu_a, -),             B = (delta_mu, -, delta_var)

@@ -1,4 +1,4 @@
-// Parameter step (tagi-math §6.2): the capped update, in place, one thread per parameter,
+// Parameter step (docs/math.md §6.2): the capped update, in place, one thread per parameter,
 // mean and variance together; n elements in each array.
 #include "tagi_common.cuh"
 

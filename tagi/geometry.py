@@ -4,7 +4,7 @@ Output ``(oy, ox)`` of a window reads input rows ``oy*stride + ky - pad_begin``
 and columns ``ox*stride + kx - pad_begin`` for ``ky, kx in range(kernel)``;
 reads outside the input are padding (zero mean, zero variance).
 
-Padding types (math doc §3.3): ``"symmetric"`` pads ``padding`` cells on every
+Padding types (docs/math.md §3.3): ``"symmetric"`` pads ``padding`` cells on every
 side; ``"bottom_right"`` (cuTAGI's type 2) pads ``padding`` cells after the
 last row and column only. Output sizes round down, as in PyTorch, when the
 stride does not divide the padded extent.

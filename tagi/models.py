@@ -17,7 +17,7 @@ _POOL = {"type": "AvgPool2d", "kernel_size": 3, "stride": 2, "padding": 1,
          "padding_type": "bottom_right"}
 
 ARCHITECTURES = {
-    # math doc §9: the network behind the published 52.71 % / 29.66 % CIFAR-10 table
+    # docs/math.md §9: the network behind the published 52.71 % / 29.66 % CIFAR-10 table
     "cifar10_3conv": {
         "input_shape": (3, 32, 32),
         "layers": [

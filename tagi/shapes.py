@@ -6,7 +6,7 @@ Plain functions of a layer's hyperparameters and of one sample's input shape
 - ``linear_shapes`` / ``conv2d_shapes``: the weight shape, fan-in, fan-out and
   output shape of a layer with a weight and a bias (``ParamShapes``); a pooling
   layer's window is ``tagi.geometry.window2d``;
-- ``init_scale``: the standard deviation of the initial means (math doc §2.1).
+- ``init_scale``: the standard deviation of the initial means (docs/math.md §2.1).
 """
 import math
 from typing import NamedTuple

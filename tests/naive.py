@@ -1,4 +1,4 @@
-"""Naive loop implementations of the TAGI ops, written from the math doc, for tests only.
+"""Naive loop implementations of the TAGI ops, written from docs/math.md, for tests only.
 
 Slow and obvious on purpose: every output cell is one explicit sum.
 """

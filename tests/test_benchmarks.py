@@ -27,7 +27,7 @@ def test_plain_forward_multiply_adds_match_design_doc(net):
     assert flops.conv2d_macs(*specs["conv2"].shape_args) == 32 * 16 * 16 * 32 * 5 * 5  # 6.55 M
     assert flops.conv2d_macs(*specs["conv3"].shape_args) == 64 * 8 * 8 * 32 * 5 * 5    # 3.28 M
     assert flops.linear_macs(*specs["fc1"].shape_args) == 1024 * 64                    # 0.07 M
-    # design.md §4 writes 12.36 M: the sum of the rounded per-layer figures above
+    # docs/design.md §4 writes 12.36 M: the sum of the rounded per-layer figures above
     assert flops.plain_forward_macs(net) == 12_354_240
     assert round(flops.plain_forward_macs(net) / 1e6, 2) == pytest.approx(12.36, abs=0.01)
 
@@ -47,7 +47,7 @@ def test_tagi_counts_follow_the_products_of_each_op(net):
     pools = sum(flops.op_flops(s, op) for s in specs.values() if s.family == "avgpool2d"
                 for op in s.ops)
     plain = flops.plain_forward_macs(net)
-    # seven passes' worth of products (design.md §4), less conv1's three it skips
+    # seven passes' worth of products (docs/design.md §4), less conv1's three it skips
     assert flops.train_step_flops(net) - pools == 2 * (7 * plain - 3 * mac1)
     assert flops.train_step_flops(net) / 1e9 == pytest.approx(0.16, abs=0.01)
 

@@ -1,4 +1,4 @@
-"""The capped update (math doc §6.2): the cap factor per batch size, and ``capped_update`` on
+"""The capped update (docs/math.md §6.2): the cap factor per batch size, and ``capped_update`` on
 every backend against the equations, at cap factors where the cap binds for some entries only.
 
 For every parameter independently, with its prior variance ``var``:

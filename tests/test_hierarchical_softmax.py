@@ -1,10 +1,10 @@
-"""Hierarchical softmax: the K=10 code of math doc §7.2, round trips, the output update."""
+"""Hierarchical softmax: the K=10 code of docs/math.md §7.2, round trips, the output update."""
 import numpy as np
 import pytest
 
 from tagi import nn
 
-# math doc §7.2: class -> observed outputs (1-based) and targets
+# docs/math.md §7.2: class -> observed outputs (1-based) and targets
 TABLE_K10 = {
     0: ([1, 2, 4, 7], [1, 1, 1, 1]),     1: ([1, 2, 4, 7], [1, 1, 1, -1]),
     2: ([1, 2, 4, 8], [1, 1, -1, 1]),    3: ([1, 2, 4, 8], [1, 1, -1, -1]),

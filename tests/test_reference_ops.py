@@ -1,4 +1,4 @@
-"""The NumPy reference backend against naive loops written from the math doc."""
+"""The NumPy reference backend against naive loops written from docs/math.md."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""NumPy reference backend: the math of tagi-math.md, nearly line for line.
+"""NumPy reference backend: the math of docs/math.md, nearly line for line.
 
 Every other backend is checked against this one. Shapes: images are NCHW
 ``(B, C, H, W)``, vectors ``(B, N)``; ``g`` is a ``tagi.geometry.Window2d``.
@@ -132,7 +132,7 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
 def scale_param_sums(sums, var_w, var_b):
     """[sum a*dmu, sum a^2*dvar, sum dmu, sum dvar] -> deltas (x var, var^2); var_w None: unscaled.
 
-    The last step of every backend's ``*_param_deltas`` (math doc §6.1): the sums are formed
+    The last step of every backend's ``*_param_deltas`` (docs/math.md §6.1): the sums are formed
     on the backend, this scales them by the prior variances.
     """
     if var_w is None:

@@ -57,7 +57,7 @@ class ParametricLayer(Layer):
 
     Initialisation (``init_method``), seeded by the Sequential's generator:
 
-    - ``"He"`` (default) / ``"Xavier"``: TAGI's rule for the initial means (math doc
+    - ``"He"`` (default) / ``"Xavier"``: TAGI's rule for the initial means (docs/math.md
       §2.1), N(0, 1/fan_in) or N(0, 2/(fan_in + fan_out)) for weights and biases alike
       (TAGI's "He" uses 1, not 2, over fan_in); with the same seed and spec a BP
       network starts from exactly the means of its TAGI twin;

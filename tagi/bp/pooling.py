@@ -23,7 +23,7 @@ class _Pool2d(Layer):
 
 
 class AvgPool2d(_Pool2d):
-    """Window sums divided by kernel_size**2, padding cells included (TAGI's AvgPool2d, math doc §3.4)."""
+    """Window sums divided by kernel_size**2, padding cells included (TAGI's AvgPool2d, docs/math.md §3.4)."""
 
     def forward(self, x, training=False):
         y, _ = self.backend.avgpool2d_forward(x, var_a=None, g=self.geom)

@@ -1,4 +1,4 @@
-"""Activations a = f(z) of a Gaussian hidden state z (math doc §3.5).
+"""Activations a = f(z) of a Gaussian hidden state z (docs/math.md §3.5).
 
 Each returns the moments of a and keeps its Jacobian J = Cov(A, Z) / var_z for
 the backward pass, which maps the innovations of a to those of z:

@@ -1,5 +1,5 @@
 """2-D convolution TAGI layer: a cross-correlation (no kernel flip) with Gaussian weights
-(math doc §3.3, §5.3, §6.1).
+(docs/math.md §3.3, §5.3, §6.1).
 
 Output (b, co, oy, ox) reads input cells (ci, iy, ix) with iy = oy*S + ky - p_top,
 ix = ox*S + kx - p_left (``tagi.geometry``); padding cells have zero mean and variance:
@@ -21,7 +21,7 @@ class Conv2d(ParametricLayer):
 
     Forward takes (B, in_channels, H, W) and returns (B, out_channels, Ho, Wo).
     ``padding_type`` is "symmetric" (PyTorch-like) or "bottom_right" (cuTAGI type 2);
-    ``init_method``, ``gain_w`` and ``gain_b`` set the prior (math doc §2.1).
+    ``init_method``, ``gain_w`` and ``gain_b`` set the prior (docs/math.md §2.1).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,

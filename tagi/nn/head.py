@@ -1,11 +1,11 @@
-"""Output heads: the Gaussian observation update and the hierarchical softmax (math doc §4, §7)."""
+"""Output heads: the Gaussian observation update and the hierarchical softmax (docs/math.md §4, §7)."""
 import math
 
 import numpy as np
 
 from ..backends import for_array
 
-ALPHA = 3.0  # node probabilities use Phi(mu / sqrt(1/alpha**2 + var)), math doc §7.3
+ALPHA = 3.0  # node probabilities use Phi(mu / sqrt(1/alpha**2 + var)), docs/math.md §7.3
 
 
 def _check_sigma_v(sigma_v):

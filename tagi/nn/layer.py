@@ -40,7 +40,7 @@ class ParametricLayer(Layer):
 
     Holds ``mu_w, var_w`` (the weight shape), ``mu_b, var_b`` (``(out,)``) in the
     backend's array type, and after ``backward`` their ``deltas``
-    ``(delta_mu_w, delta_var_w, delta_mu_b, delta_var_b)``. Prior (math doc §2.1):
+    ``(delta_mu_w, delta_var_w, delta_mu_b, delta_var_b)``. Prior (docs/math.md §2.1):
     every mean ~ N(0, scale**2), every variance (gain * scale)**2, with
     ``scale = init_scale(init_method, fan_in, fan_out)``.
     """
@@ -73,7 +73,7 @@ class ParametricLayer(Layer):
         return {name: getattr(self, name) for name in PARAM_NAMES}
 
     def step(self, cap_factor):
-        """Capped update of every weight and bias from the stored deltas (math doc §6.2)."""
+        """Capped update of every weight and bias from the stored deltas (docs/math.md §6.2)."""
         if self.deltas is None:
             raise RuntimeError(f"{self!r}: step() called before backward()")
         delta_mu_w, delta_var_w, delta_mu_b, delta_var_b = self.deltas

@@ -1,4 +1,4 @@
-"""Fully connected TAGI layer: z = W a + b with Gaussian W and b (math doc §3.2, §5.2, §6.1).
+"""Fully connected TAGI layer: z = W a + b with Gaussian W and b (docs/math.md §3.2, §5.2, §6.1).
 
 Forward, for sample b and output unit i (W: (N_out, N_in), inputs (B, N_in)):
 
@@ -11,7 +11,7 @@ produced the input applies its Jacobian):
 
     delta_mu_a = delta_mu_z @ mu_w,  delta_var_a = delta_var_z @ mu_w**2
 
-Parameter deltas, summed over the batch, applied by ``step`` (math doc §6.2):
+Parameter deltas, summed over the batch, applied by ``step`` (docs/math.md §6.2):
 
     delta_mu_w = var_w * (delta_mu_z.T @ mu_a),  delta_var_w = var_w**2 * (delta_var_z.T @ mu_a**2)
     delta_mu_b = var_b * sum_b delta_mu_z,       delta_var_b = var_b**2 * sum_b delta_var_z
@@ -25,7 +25,7 @@ class Linear(ParametricLayer):
 
     An image input (C, H, W) is read flattened in (C, H, W) order; ``in_features``
     must equal C*H*W. Forward takes (B, *in_shape) and returns (B, out_features).
-    ``init_method`` ("He" or "Xavier"), ``gain_w`` and ``gain_b`` set the prior (math doc §2.1).
+    ``init_method`` ("He" or "Xavier"), ``gain_w`` and ``gain_b`` set the prior (docs/math.md §2.1).
     """
 
     def __init__(self, in_features, out_features, init_method="He", gain_w=1.0, gain_b=1.0):

@@ -1,4 +1,4 @@
-"""Average pooling TAGI layer (math doc §3.4, §5.4).
+"""Average pooling TAGI layer (docs/math.md §3.4, §5.4).
 
 Per channel, over K x K windows with stride S and padding (``tagi.geometry``):
 

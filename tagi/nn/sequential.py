@@ -6,7 +6,7 @@ from ..divergence import valid_moments
 
 
 def default_cap_factor(batch_size):
-    """cuTAGI's current cap rule (math doc §6.2, last row): 0.1 for B = 1, 2 below 256, 3 above."""
+    """cuTAGI's current cap rule (docs/math.md §6.2, last row): 0.1 for B = 1, 2 below 256, 3 above."""
     if batch_size == 1:
         return 0.1
     return 2.0 if batch_size < 256 else 3.0
