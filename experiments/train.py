@@ -16,6 +16,7 @@ metrics as an uninterrupted run.
 import json
 import logging
 import os
+import sys
 import resource
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from . import checkpoint
 from .io import atomic_write, remove_stale_tmp, write_csv
 from .lock import hold_run_folder
 from .methods import make_method, method_settings
-from .settings import validate
+from .settings import SettingsError, validate
 
 log = logging.getLogger(__name__)
 COLUMNS = ["epoch", "test_error", "test_nll", "train_error", "sigma_v", "seconds"]
@@ -211,7 +212,11 @@ def job_threads(cfg, launcher):
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):
-    cfg = validate(cfg)
+    try:
+        cfg = validate(cfg)
+    except SettingsError as err:          # a user's typo: its message, not a traceback
+        log.error("%s", err)
+        sys.exit(2)
     threads = job_threads(cfg, HydraConfig.get().launcher)
     if threads is not None:
         log.info("CPU threads capped at %d", threads)

@@ -55,6 +55,8 @@ def test_main_job_exits_non_zero_naming_the_key(tmp_path):
         [sys.executable, "-m", "experiments.train", "method.sigma_v_decay=1.5",
          f"data.root={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert "method.sigma_v_decay must be a finite number > 0 and <= 1, got 1.5" in result.stderr
-    assert "DataError" not in result.stderr and not (tmp_path / "run" / "metrics.csv").exists()
+    output = result.stdout + result.stderr
+    assert result.returncode == 2
+    assert "method.sigma_v_decay must be a finite number > 0 and <= 1, got 1.5" in output
+    assert "Traceback" not in output                        # the message, not a stack trace
+    assert "DataError" not in output and not (tmp_path / "run" / "metrics.csv").exists()
