@@ -205,17 +205,14 @@ def _pool_spread(delta, scale, g):
     return out
 
 
-def _by_parts(kernel, *args, flat=False):
+def _by_parts(kernel, *args):
     """``kernel(*args)`` run on one part of the batch per thread: every array argument is a
-    C-contiguous (B, ...) array (or None) and is cut to the part's samples (flattened if
-    ``flat``; a flat parameter vector is cut into element ranges); the other arguments pass as
-    they are."""
+    C-contiguous (B, ...) array (or None) and is cut to the part's samples; the other arguments
+    pass as they are."""
     batch = next(a.shape[0] for a in args if isinstance(a, np.ndarray))
 
     def part(first, count):
-        kernel(*(a if not isinstance(a, np.ndarray)
-                 else a[first:first + count].reshape(-1) if flat else a[first:first + count]
-                 for a in args))
+        kernel(*(a[first:first + count] if isinstance(a, np.ndarray) else a for a in args))
     threads.split(batch, part)
 
 
@@ -226,7 +223,7 @@ def relu_forward(mu_z, var_z):
     mu_z, var_z = np.ascontiguousarray(mu_z), _contiguous(var_z)
     mu_a, jac = np.empty_like(mu_z), np.empty_like(mu_z)
     var_a = None if var_z is None else np.empty_like(mu_z)
-    _by_parts(kernels.relu, mu_z, var_z, mu_a, var_a, jac, flat=True)
+    kernels.relu(*map(_flat, (mu_z, var_z, mu_a, var_a, jac)))
     return mu_a, var_a, jac
 
 
@@ -235,8 +232,7 @@ def scale_by_jacobian(delta_mu, delta_var, jac):
     delta_mu, delta_var = np.ascontiguousarray(delta_mu), _contiguous(delta_var)
     out_mu = np.empty_like(delta_mu)
     out_var = None if delta_var is None else np.empty_like(delta_mu)
-    _by_parts(kernels.scale_by_jacobian, delta_mu, delta_var, np.ascontiguousarray(jac), out_mu,
-              out_var, flat=True)
+    kernels.scale_by_jacobian(*map(_flat, (delta_mu, delta_var, jac, out_mu, out_var)))
     return out_mu, out_var
 
 
@@ -247,5 +243,5 @@ def capped_update(mu, var, delta_mu, delta_var, cap_factor):
     if not (mu.flags.c_contiguous and var.flags.c_contiguous):   # no flat view to write through
         reference.capped_update(mu, var, delta_mu, delta_var, cap_factor)
         return
-    _by_parts(kernels.capped_update, mu.reshape(-1), var.reshape(-1), _flat(delta_mu),
-              _flat(delta_var), var.dtype.type(cap_factor))
+    kernels.capped_update(mu.reshape(-1), var.reshape(-1), _flat(delta_mu), _flat(delta_var),
+                          var.dtype.type(cap_factor))
