@@ -181,39 +181,32 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
 def avgpool2d_forward(mu_a, var_a, g):
     """(B, C, H, W) -> (B, C, Ho, Wo): window sums over K**2 (mean) and K**4 (variance)."""
     k2 = g.kernel * g.kernel
-    return _pool_sum(mu_a, k2, g), None if var_a is None else _pool_sum(var_a, k2 * k2, g)
-
-
-def _pool_sum(x, divisor, g):
-    out = np.empty((x.shape[0], g.channels, g.out_height, g.out_width), x.dtype)
-    _by_parts(kernels.pool_sum, np.ascontiguousarray(x), g.kernel, g.stride, g.pad_begin,
-              x.dtype.type(divisor), out)
-    return out
+    return _pooled(kernels.pool_sum, (mu_a, var_a), (k2, k2 * k2), (g.out_height, g.out_width), g)
 
 
 def avgpool2d_backward(delta_mu, delta_var, g):
     """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W)."""
     k2 = g.kernel * g.kernel
-    return (_pool_spread(delta_mu, 1.0 / k2, g),
-            None if delta_var is None else _pool_spread(delta_var, 1.0 / (k2 * k2), g))
+    return _pooled(kernels.pool_spread, (delta_mu, delta_var), (1.0 / k2, 1.0 / (k2 * k2)),
+                   (g.height, g.width), g)
 
 
-def _pool_spread(delta, scale, g):
-    out = np.empty((delta.shape[0], g.channels, g.height, g.width), delta.dtype)
-    _by_parts(kernels.pool_spread, np.ascontiguousarray(delta), g.kernel, g.stride, g.pad_begin,
-              delta.dtype.type(scale), out)
-    return out
-
-
-def _by_parts(kernel, *args):
-    """``kernel(*args)`` run on one part of the batch per thread: every array argument is a
-    C-contiguous (B, ...) array (or None) and is cut to the part's samples; the other arguments
-    pass as they are."""
-    batch = next(a.shape[0] for a in args if isinstance(a, np.ndarray))
+def _pooled(kernel, inputs, factors, out_hw, g):
+    """``kernel(x, K, S, pad, factor, out)`` for each (B, C, ...) input and its factor, on one part
+    of the batch per thread (one hand-off for both moments) -> outputs (B, C, *out_hw); a None
+    input gives None."""
+    inputs = [_contiguous(x) for x in inputs]
+    outs = [None if x is None else np.empty((x.shape[0], g.channels, *out_hw), x.dtype)
+            for x in inputs]
+    factors = [inputs[0].dtype.type(f) for f in factors]
 
     def part(first, count):
-        kernel(*(a[first:first + count] if isinstance(a, np.ndarray) else a for a in args))
-    threads.split(batch, part)
+        for x, factor, out in zip(inputs, factors, outs):
+            if x is not None:
+                kernel(x[first:first + count], g.kernel, g.stride, g.pad_begin, factor,
+                       out[first:first + count])
+    threads.split(inputs[0].shape[0], part)
+    return tuple(outs)
 
 
 # ----------------------------------------------------------------------------- activations (§3.5)
