@@ -290,22 +290,32 @@ def pool_sum(x, kernel, stride, pad, divisor, out):
 @njit(parallel=True, cache=True, nogil=True)
 def pool_spread(delta, kernel, stride, pad, scale, out):
     """out (B, C, H, W): every input cell gets scale * the sum of delta (B, C, Ho, Wo) over the
-    windows that read it."""
+    windows that read it.
+
+    Separable, like ``pool_sum`` in reverse: first each delta row is spread over the K columns
+    of its windows (``rows``, (Ho, W)), then each of those rows is added to the K input rows
+    of its windows (whole rows, long loops)."""
     batch, channels, height, width = out.shape
     ho, wo = delta.shape[2], delta.shape[3]
     for t in prange(batch * channels):
         b, c = t // channels, t % channels
+        rows = np.zeros((ho, width), delta.dtype)         # rows[oy] = window row oy's spread
+        for kx in range(kernel):
+            ox_lo, ox_hi = _valid(wo, stride, kx - pad, width)
+            for oy in range(ho):
+                dst = rows[oy, ox_lo * stride + kx - pad::stride]
+                src = delta[b, c, oy, ox_lo:ox_hi]
+                for i in range(ox_hi - ox_lo):
+                    dst[i] += src[i] * scale
         plane = out[b, c]
         plane[:] = 0
-        for ky in range(kernel):
-            oy_lo, oy_hi = _valid(ho, stride, ky - pad, height)
-            for kx in range(kernel):
-                ox_lo, ox_hi = _valid(wo, stride, kx - pad, width)
-                for oy in range(oy_lo, oy_hi):
-                    dst = plane[oy * stride + ky - pad, ox_lo * stride + kx - pad::stride]
-                    src = delta[b, c, oy, ox_lo:ox_hi]
-                    for i in range(ox_hi - ox_lo):
-                        dst[i] += src[i] * scale
+        for oy in range(ho):
+            ky_lo, ky_hi = _valid(kernel, 1, oy * stride - pad, height)
+            src = rows[oy]
+            for ky in range(ky_lo, ky_hi):
+                dst = plane[oy * stride + ky - pad]
+                for i in range(width):
+                    dst[i] += src[i]
 
 
 # ----------------------------------------------------------------------------- elementwise (flat arrays)
