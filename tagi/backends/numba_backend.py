@@ -30,7 +30,17 @@ cores that BLAS's threads need for the next GEMM: on 2 cores a training step
 ran 30 times slower. Importing this module therefore sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says otherwise (it
 takes effect if Numba has not started its threads yet).
+
+Memory: a training step allocates and frees arrays of 0.1-4 MiB by the dozen.
+glibc serves each of those with its own ``mmap`` and returns it at ``free``,
+so every step faulted all its pages in afresh (a tenth of a B = 16 training
+step's CPU time went to the kernel; the ReLU of a B = 256 forward pass spent
+half its time so). Importing this module therefore asks glibc (``mallopt``) to
+serve every array from the heap and to keep freed heap memory for the next
+step, unless the environment holds a ``MALLOC_*`` setting of glibc's own; the
+process keeps its peak memory rather than returning it between steps.
 """
+import ctypes
 import os
 
 import numpy as np
@@ -44,6 +54,20 @@ from .numpy_backend import (asarray, gaussian_innovations, mixture_relu_forward,
                             normal_cdf, synchronize, to_numpy)
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _keep_heap_memory():
+    """glibc only (elsewhere nothing): every array comes from the heap, and freed heap memory is
+    kept (up to 256 MiB free at its top) rather than returned to the system at once."""
+    if any(name.startswith("MALLOC_") for name in os.environ):   # the user's own glibc tuning
+        return
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(-4, 0)           # M_MMAP_MAX: no allocation gets its own mmap
+        mallopt(-1, 256 << 20)   # M_TRIM_THRESHOLD
+
+
+_keep_heap_memory()
 
 # the linear layer: the reference's three small GEMMs, on one BLAS thread
 linear_forward = threads.single_blas(reference.linear_forward)
@@ -181,42 +205,32 @@ def conv2d_param_deltas(mu_a, delta_mu, delta_var, var_w, var_b, g):
 def avgpool2d_forward(mu_a, var_a, g):
     """(B, C, H, W) -> (B, C, Ho, Wo): window sums over K**2 (mean) and K**4 (variance)."""
     k2 = g.kernel * g.kernel
-    return _pool_sum(mu_a, k2, g), None if var_a is None else _pool_sum(var_a, k2 * k2, g)
-
-
-def _pool_sum(x, divisor, g):
-    out = np.empty((x.shape[0], g.channels, g.out_height, g.out_width), x.dtype)
-    _by_parts(kernels.pool_sum, np.ascontiguousarray(x), g.kernel, g.stride, g.pad_begin,
-              x.dtype.type(divisor), out)
-    return out
+    return _pooled(kernels.pool_sum, (mu_a, var_a), (k2, k2 * k2), (g.out_height, g.out_width), g)
 
 
 def avgpool2d_backward(delta_mu, delta_var, g):
     """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W)."""
     k2 = g.kernel * g.kernel
-    return (_pool_spread(delta_mu, 1.0 / k2, g),
-            None if delta_var is None else _pool_spread(delta_var, 1.0 / (k2 * k2), g))
+    return _pooled(kernels.pool_spread, (delta_mu, delta_var), (1.0 / k2, 1.0 / (k2 * k2)),
+                   (g.height, g.width), g)
 
 
-def _pool_spread(delta, scale, g):
-    out = np.empty((delta.shape[0], g.channels, g.height, g.width), delta.dtype)
-    _by_parts(kernels.pool_spread, np.ascontiguousarray(delta), g.kernel, g.stride, g.pad_begin,
-              delta.dtype.type(scale), out)
-    return out
-
-
-def _by_parts(kernel, *args, flat=False):
-    """``kernel(*args)`` run on one part of the batch per thread: every array argument is a
-    C-contiguous (B, ...) array (or None) and is cut to the part's samples (flattened if
-    ``flat``; a flat parameter vector is cut into element ranges); the other arguments pass as
-    they are."""
-    batch = next(a.shape[0] for a in args if isinstance(a, np.ndarray))
+def _pooled(kernel, inputs, factors, out_hw, g):
+    """``kernel(x, K, S, pad, factor, out)`` for each (B, C, ...) input and its factor, on one part
+    of the batch per thread (one hand-off for both moments) -> outputs (B, C, *out_hw); a None
+    input gives None."""
+    inputs = [_contiguous(x) for x in inputs]
+    outs = [None if x is None else np.empty((x.shape[0], g.channels, *out_hw), x.dtype)
+            for x in inputs]
+    factors = [inputs[0].dtype.type(f) for f in factors]
 
     def part(first, count):
-        kernel(*(a if not isinstance(a, np.ndarray)
-                 else a[first:first + count].reshape(-1) if flat else a[first:first + count]
-                 for a in args))
-    threads.split(batch, part)
+        for x, factor, out in zip(inputs, factors, outs):
+            if x is not None:
+                kernel(x[first:first + count], g.kernel, g.stride, g.pad_begin, factor,
+                       out[first:first + count])
+    threads.split(inputs[0].shape[0], part)
+    return tuple(outs)
 
 
 # ----------------------------------------------------------------------------- activations (§3.5)
@@ -226,7 +240,7 @@ def relu_forward(mu_z, var_z):
     mu_z, var_z = np.ascontiguousarray(mu_z), _contiguous(var_z)
     mu_a, jac = np.empty_like(mu_z), np.empty_like(mu_z)
     var_a = None if var_z is None else np.empty_like(mu_z)
-    _by_parts(kernels.relu, mu_z, var_z, mu_a, var_a, jac, flat=True)
+    kernels.relu(*map(_flat, (mu_z, var_z, mu_a, var_a, jac)))
     return mu_a, var_a, jac
 
 
@@ -235,8 +249,7 @@ def scale_by_jacobian(delta_mu, delta_var, jac):
     delta_mu, delta_var = np.ascontiguousarray(delta_mu), _contiguous(delta_var)
     out_mu = np.empty_like(delta_mu)
     out_var = None if delta_var is None else np.empty_like(delta_mu)
-    _by_parts(kernels.scale_by_jacobian, delta_mu, delta_var, np.ascontiguousarray(jac), out_mu,
-              out_var, flat=True)
+    kernels.scale_by_jacobian(*map(_flat, (delta_mu, delta_var, jac, out_mu, out_var)))
     return out_mu, out_var
 
 
@@ -247,5 +260,5 @@ def capped_update(mu, var, delta_mu, delta_var, cap_factor):
     if not (mu.flags.c_contiguous and var.flags.c_contiguous):   # no flat view to write through
         reference.capped_update(mu, var, delta_mu, delta_var, cap_factor)
         return
-    _by_parts(kernels.capped_update, mu.reshape(-1), var.reshape(-1), _flat(delta_mu),
-              _flat(delta_var), var.dtype.type(cap_factor))
+    kernels.capped_update(mu.reshape(-1), var.reshape(-1), _flat(delta_mu), _flat(delta_var),
+                          var.dtype.type(cap_factor))
