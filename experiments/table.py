@@ -104,11 +104,19 @@ def _at_epoch(curves, folders, epoch, column):
 
 
 def _differing(keys):
-    """The key settings whose values differ between the rows, as "name=value, ..." per row."""
-    names = [name for name in keys[0] if len({json.dumps(k.get(name)) for k in keys}) > 1
-             and name not in ("model", "method", "batch_size", "planned_epochs", "debug_run")]
-    return [", ".join([f"{n}={k.get(n)}" for n in names] + (["debug"] if k.get("debug_run") else []))
-            for k in keys]
+    """Per row, the key settings whose values differ between rows, as "name=value, ...": the
+    method's own settings (``method.*``) among rows of that method only (a TAGI row and a BP row
+    differ in them by nature), every other setting among all rows."""
+    fixed = ("model", "method", "batch_size", "planned_epochs", "debug_run")
+    shown = []
+    for key in keys:
+        def varies(name):
+            rows = [k for k in keys if not name.startswith("method.") or k["method"] == key["method"]]
+            return len({json.dumps(k.get(name)) for k in rows}) > 1
+        names = [name for name in key if name not in fixed and varies(name)]
+        shown.append(", ".join([f"{n}={key.get(n)}" for n in names]
+                               + (["debug"] if key.get("debug_run") else [])))
+    return shown
 
 
 def results_table(runs, curves):

@@ -79,3 +79,15 @@ def test_fixture_summary_without_settings_keys_by_what_it_has(tmp_path):
                                                      "planned_epochs": 2, "batch_size": 4}))
     runs, _ = table.gather([tmp_path])
     assert runs["status"].tolist() == ["unfinished"]
+
+
+def test_settings_column_names_differences_within_a_method_only():
+    """A TAGI row and a BP row differ in their methods' settings by nature: not shown; a setting
+    shared by both methods, or one that differs between two runs of one method, is."""
+    from experiments.table import _differing
+    tagi = {"model": "m", "method": "tagi", "train_limit": None, "method.sigma_v": 1.0, "method.lr": None}
+    bp = {"model": "m", "method": "bp", "train_limit": None, "method.sigma_v": None, "method.lr": 0.05}
+    assert _differing([tagi, bp]) == ["", ""]
+    small_bp = {**bp, "train_limit": 500, "method.lr": 0.1}
+    assert _differing([tagi, bp, small_bp]) == ["train_limit=None", "train_limit=None, method.lr=0.05",
+                                                "train_limit=500, method.lr=0.1"]
