@@ -56,10 +56,6 @@ class Report:
             out.write("| " + " | ".join(cells) + " |\n")
 
 
-def _nbytes(arrays):
-    return sum(a.nbytes for a in arrays if hasattr(a, "nbytes"))
-
-
 def _elementwise_calls(backend, net, head, batch, rng):
     """[(layer, op, call, bytes moved)] for the elementwise kernels of a training step."""
     def gaussian(shape):

@@ -24,8 +24,7 @@ Threads: a conv op splits its batch into one contiguous part per thread
 (``_numba_threads.split``) and runs each part whole, with single-threaded BLAS
 and Numba kernels, so an op hands work between threads once instead of at
 every chunk's gather, GEMM and scatter; the parameter deltas add the parts'
-sums. On this project's loaded 2-core machine that halved a training step's
-wall and CPU time. Numba's OpenMP workers spin after every kernel by default, on the
+sums. Numba's OpenMP workers spin after every kernel by default, on the
 cores that BLAS's threads need for the next GEMM: on 2 cores a training step
 ran 30 times slower. Importing this module therefore sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says otherwise (it
@@ -33,9 +32,7 @@ takes effect if Numba has not started its threads yet).
 
 Memory: a training step allocates and frees arrays of 0.1-4 MiB by the dozen.
 glibc serves each of those with its own ``mmap`` and returns it at ``free``,
-so every step faulted all its pages in afresh (a tenth of a B = 16 training
-step's CPU time went to the kernel; the ReLU of a B = 256 forward pass spent
-half its time so). Importing this module therefore asks glibc (``mallopt``) to
+so every step faulted all its pages in afresh, in kernel time. Importing this module therefore asks glibc (``mallopt``) to
 serve every array from the heap and to keep freed heap memory for the next
 step, unless the environment holds a ``MALLOC_*`` setting of glibc's own; the
 process keeps its peak memory rather than returning it between steps.
