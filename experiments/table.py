@@ -104,14 +104,16 @@ def _at_epoch(curves, folders, epoch, column):
 
 
 def _differing(keys):
-    """Per row, the key settings whose values differ between rows, as "name=value, ...": the
-    method's own settings (``method.*``) among rows of that method only (a TAGI row and a BP row
-    differ in them by nature), every other setting among all rows."""
+    """Per row, the key settings whose values differ between rows of its model, as
+    "name=value, ...": the method's own settings (``method.*``) among rows of that model and
+    method only (a TAGI row and a BP row differ in them by nature, and so may two networks'
+    recipes), every other setting among all rows of the model."""
     fixed = ("model", "method", "batch_size", "planned_epochs", "debug_run")
     shown = []
     for key in keys:
         def varies(name):
-            rows = [k for k in keys if not name.startswith("method.") or k["method"] == key["method"]]
+            rows = [k for k in keys if k["model"] == key["model"]
+                    and (not name.startswith("method.") or k["method"] == key["method"])]
             return len({json.dumps(k.get(name)) for k in rows}) > 1
         names = [name for name in key if name not in fixed and varies(name)]
         shown.append(", ".join([f"{n}={key.get(n)}" for n in names]
@@ -160,8 +162,8 @@ def results_table(runs, curves):
     table = pd.DataFrame(rows)
     table.insert(2, "settings", _differing(keys))
     order = {"tagi": 0, "bp": 1}                          # the published table's row order
-    return table.sort_values("method", key=lambda m: m.map(order).fillna(len(order)),
-                             kind="stable", ignore_index=True)
+    table = table.sort_values("method", key=lambda m: m.map(order).fillna(len(order)), kind="stable")
+    return table.sort_values("model", kind="stable", ignore_index=True)
 
 
 def apart(runs):
@@ -183,9 +185,11 @@ def _points(diff):
 
 
 def markdown(table, left_apart=None):
-    """The table as markdown, in the published layout plus uncertainty, settings and notes;
-    then the runs left apart (diverged, unfinished), if any."""
+    """The table as markdown, in the published layout plus uncertainty, settings and notes
+    (a "network" column where the rows hold more than one, the published columns only where
+    a row has a published figure); then the runs left apart (diverged, unfinished), if any."""
     shown = pd.DataFrame({
+        "network": table["model"],
         "Model": table["method"].str.upper(), "settings": table["settings"],
         "error e=1": [_percent(m, s) for m, s in zip(table["error_e1"], table["error_e1_std"])],
         "Δ e=1": table["diff_e1"].map(_points),
@@ -200,6 +204,10 @@ def markdown(table, left_apart=None):
     })
     if not (shown["settings"] != "").any():
         shown = shown.drop(columns="settings")
+    if shown["network"].nunique() < 2:
+        shown = shown.drop(columns="network")
+    if table[["published_error_e1", "published_error_final"]].isna().all(axis=None):
+        shown = shown.drop(columns=["Δ e=1", "published e=1", "published e=E (E)", "Δ e=E"])
     text = shown.to_markdown(index=False) if len(shown) else "(no finished runs)"
     if left_apart is not None and len(left_apart):
         text += "\n\nNot in the table (diverged or unfinished):\n\n" + left_apart.to_markdown(index=False)

@@ -10,6 +10,9 @@ build with ``bp_network`` only. A Linear reads a conv map flattened in (C, H, W)
 order, so no Flatten entry is needed.
 """
 import copy
+import logging
+
+log = logging.getLogger(__name__)
 
 OUTPUTS = "outputs"
 
@@ -98,14 +101,16 @@ def _layer_class(namespace, kind):
     return cls if isinstance(cls, type) and issubclass(cls, namespace.Layer) else None
 
 
-def build_layers(layers, num_outputs, namespace):
-    """Layer entries -> layer objects taken from ``namespace`` (a module such as ``tagi.nn``).
+def build_layers(layers, num_outputs, namespace, omit=()):
+    """Layer entries -> layer objects taken from ``namespace`` (a module such as ``tagi.nn``),
+    leaving out the entries whose type is in ``omit``.
 
-    Every layer type the namespace lacks is named in one error, before anything is built.
+    Every layer type the namespace lacks is named in one error, with its positions in
+    ``layers``, before anything is built.
     """
     missing = {}
     for position, entry in enumerate(layers):
-        if _layer_class(namespace, entry.get("type")) is None:
+        if entry.get("type") not in omit and _layer_class(namespace, entry.get("type")) is None:
             missing.setdefault(repr(entry.get("type")), []).append(position)
     if missing:
         listed = "; ".join(f"{kind} (layer{'s' if len(at) > 1 else ''} {', '.join(map(str, at))})" for kind, at in missing.items())
@@ -115,6 +120,8 @@ def build_layers(layers, num_outputs, namespace):
                          f"its layers are {', '.join(known)}")
     built = []
     for position, entry in enumerate(layers):
+        if entry.get("type") in omit:
+            continue
         kwargs = dict(entry)
         kind = kwargs.pop("type")
         cls = _layer_class(namespace, kind)
@@ -126,10 +133,23 @@ def build_layers(layers, num_outputs, namespace):
     return built
 
 
+# BP layers TAGI leaves out: dropout regularises point weights; TAGI's weights are Gaussians
+# whose variances already carry the parameter uncertainty, and it has no dropout of its own
+TAGI_OMITS = ("Dropout",)
+
+
 def tagi_network(spec, num_outputs, **options):
-    """A ``tagi.nn.Sequential`` from an architecture spec; options go to Sequential (backend, seed, ...)."""
+    """A ``tagi.nn.Sequential`` from an architecture spec; options go to Sequential (backend, seed, ...).
+
+    Entries of a type in ``TAGI_OMITS`` are left out, and the log says which.
+    """
     from . import nn
-    return nn.Sequential(*build_layers(spec["layers"], num_outputs, nn),
+    omitted = [f"{position} ({entry['type']})" for position, entry in enumerate(spec["layers"])
+               if entry.get("type") in TAGI_OMITS]
+    if omitted:
+        log.info("TAGI leaves out layer%s %s: TAGI has no dropout, its Gaussian weights already "
+                 "carry the parameter uncertainty", "s" if len(omitted) > 1 else "", ", ".join(omitted))
+    return nn.Sequential(*build_layers(spec["layers"], num_outputs, nn, omit=TAGI_OMITS),
                          input_shape=tuple(spec["input_shape"]), **options)
 
 

@@ -1,4 +1,6 @@
 """BP networks from the shared architecture specs: shapes, init, state, errors, the loop, and learning."""
+import logging
+
 import numpy as np
 import pytest
 from bp_support import BACKENDS
@@ -28,21 +30,29 @@ def test_tutorial_architectures_build_and_train_a_step(name, backend, rng):
     assert loss() < before
 
 
-@pytest.mark.parametrize("name", sorted(TUTORIALS))
-def test_tagi_names_the_layer_types_it_lacks(name):
-    with pytest.raises(ValueError, match=r"tagi\.nn has no layer of type .*'MaxPool2d' \(layers? [\d, ]+\)"):
-        tagi_network(architecture(name), 11)
-
-
 def test_every_missing_type_is_named_at_once():
-    with pytest.raises(ValueError, match=r"'LeakyReLU' \(layers 1, 3, 7, 9, 13\); 'MaxPool2d' "
-                                         r"\(layers 4, 10\); 'Dropout' \(layers 5, 11, 14\); "
-                                         r"its layers are AvgPool2d, Conv2d, Linear, MixtureReLU, ReLU"):
-        tagi_network(architecture("cnn4_leaky_dropout"), 11)
+    spec = {"input_shape": (3, 8, 8), "layers": [
+        {"type": "Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 3}, {"type": "Swish"},
+        {"type": "Swish"}, {"type": "Dropout", "p": 0.5}, {"type": "Linear", "in_features": 72,
+                                                           "out_features": "outputs"}, {"type": "Gelu"}]}
+    with pytest.raises(ValueError, match=r"tagi\.nn has no layer of type 'Swish' \(layers 1, 2\); "
+                                         r"'Gelu' \(layer 5\); its layers are AvgPool2d, Conv2d, Linear, "):
+        tagi_network(spec, 11)
     spec = {"input_shape": (4,), "layers": [{"type": "MixtureReLU"}, {"type": "Sequential"}]}
     with pytest.raises(ValueError, match=r"tagi\.bp has no layer of type 'MixtureReLU' \(layer 0\); "
                                          r"'Sequential' \(layer 1\)"):
         bp_network(spec, 10)
+
+
+def test_tagi_leaves_out_dropout_and_logs_which(caplog):
+    spec = {"input_shape": (4,), "layers": [
+        {"type": "Linear", "in_features": 4, "out_features": 5}, {"type": "Dropout", "p": 0.5},
+        {"type": "ReLU"}, {"type": "Dropout", "p": 0.25}, {"type": "Linear", "in_features": 5, "out_features": "outputs"}]}
+    with caplog.at_level(logging.INFO, logger="tagi.models"):
+        net = tagi_network(spec, 3)
+    assert [type(layer).__name__ for layer in net.layers] == ["Linear", "ReLU", "Linear"]
+    assert "TAGI leaves out layers 1 (Dropout), 3 (Dropout)" in caplog.text
+    assert len(bp_network(spec, 3).layers) == 5
 
 
 def test_same_spec_builds_tagi_and_bp_and_bp_starts_at_the_tagi_means():

@@ -139,8 +139,10 @@ def test_every_experiment_runs_in_debug_mode(cifar_root, tmp_path, experiment):
     main_job(f"experiment={experiment}", "debug=on", f"data.root={cifar_root}", *TINY,
              f"hydra.sweep.dir={tmp_path}")
     runs, _ = gather([tmp_path])
-    swept = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").hydra.sweeper.params.method
-    assert sorted(runs["method"]) == sorted(swept.split(","))
+    swept = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").hydra.sweeper.params
+    models = swept.get("model", "cifar10_3conv").split(",")
+    assert sorted(zip(runs["model"], runs["method"])) == sorted(
+        (model, method) for model in models for method in swept.method.split(","))
     assert (runs["epochs"] == 2).all() and (tmp_path / "table.md").exists()
 
 

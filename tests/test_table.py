@@ -91,3 +91,19 @@ def test_settings_column_names_differences_within_a_method_only():
     small_bp = {**bp, "train_limit": 500, "method.lr": 0.1}
     assert _differing([tagi, bp, small_bp]) == ["train_limit=None", "train_limit=None, method.lr=0.05",
                                                 "train_limit=500, method.lr=0.1"]
+
+
+def test_zoo_table_has_a_row_per_network_and_method(cifar_root, tmp_path, capsys):
+    """Runs of several networks: one row per (network, method), a network column, no published
+    columns (no figure is published for these), and the BP recipes' differences between networks
+    not listed as settings."""
+    for model, method in [("pytorch_tutorial", "tagi"), ("pytorch_tutorial", "bp"), ("keras_tutorial", "bp")]:
+        run(config(f"data.root={cifar_root}", *TINY, f"model={model}", f"method={method}"),
+            tmp_path / "runs" / f"{model}-{method}")
+    text, rows = table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    assert [tuple(r) for r in rows[["model", "method"]].to_numpy()] == [
+        ("keras_tutorial", "bp"), ("pytorch_tutorial", "tagi"), ("pytorch_tutorial", "bp")]
+    header = text.splitlines()[0]
+    assert header.split("|")[1].strip() == "network" and "published" not in header and "Δ" not in header
+    assert "settings" not in header and (rows["settings"] == "").all()
+    assert rows["test_nll"].gt(0).all() and rows["test_ece"].between(0, 1).all()
