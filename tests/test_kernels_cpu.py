@@ -6,6 +6,7 @@ imported against a numpy stand-in for cupy, so the backend's own grids, argument
 split-K workspaces run too. Every op (op_parity.OP_CASES) and two training steps of a small
 CIFAR-like network are compared with the float64 reference, for float32 and float64 kernels,
 on the fused-GEMM path without and with split-K, and on the cuBLAS path (gemm_settings).
+Two training steps through the max-pool and leaky-ReLU layers run here and on the Numba backend.
 """
 import inspect
 
