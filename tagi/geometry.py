@@ -54,3 +54,11 @@ def window2d(in_shape, kernel, stride, padding, padding_type):
     if geom.out_height < 1 or geom.out_width < 1:
         raise ValueError(f"kernel {kernel} with padding {padding} does not fit the input {tuple(in_shape)}")
     return geom
+
+
+def check_max_pool(geom, layer):
+    """ValueError naming ``layer`` unless every window of ``geom`` holds an input cell (padding
+    < kernel), so that a max pool's padding, which never wins, is never all a window holds."""
+    if geom.pad_end >= geom.kernel:
+        raise ValueError(f"{layer!r}: padding must be < kernel_size, or a window could hold "
+                         f"padding only")

@@ -5,9 +5,10 @@ the keyword arguments are those of the layer class. The output layer's size is
 written ``"outputs"``: the method fills it in (11 for TAGI's hierarchical
 softmax over 10 classes, 10 for a BP softmax).
 
-The tutorial CNNs use layers TAGI lacks (MaxPool2d, LeakyReLU, Dropout): they
-build with ``bp_network`` only. A Linear reads a conv map flattened in (C, H, W)
-order, so no Flatten entry is needed.
+Every architecture builds with either method; ``tagi_network`` leaves out the
+``Dropout`` entries (of ``cnn4_leaky_dropout``), which have no TAGI counterpart, and
+logs so. A Linear reads a conv map flattened in (C, H, W) order, so no Flatten
+entry is needed.
 """
 import copy
 import logging

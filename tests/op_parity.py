@@ -33,6 +33,9 @@ POOL_CASES = [
     (1, 9, 7, 3, 1, 1, "bottom_right"),
     (2, 6, 6, 2, 2, 0, "symmetric"),
 ]
+# max pooling, beyond those: overlapping windows on H != W with symmetric padding, a stride
+# larger than the kernel; every case holds ties (pool_arrays)
+MAXPOOL_CASES = POOL_CASES + [(2, 7, 6, 3, 2, 1, "symmetric"), (1, 7, 9, 2, 3, 1, "bottom_right")]
 LINEAR_CASES = [(3, 5, 4), (70, 37, 33), (5, 300, 11)]   # (B, N_in, N_out)
 BATCH = 2
 
@@ -58,11 +61,15 @@ def conv_arrays(case, rng, batch=BATCH):
 
 
 def pool_arrays(case, rng, batch=BATCH):
+    """A pooling case's arrays; the means of sample 0, channel 0 tie over the first 2 x 3 cells
+    (max pooling's tie rule), and ``index`` is the reference max pool's."""
     c, h, w, k, s, p, ptype = case
     g = window2d((c, h, w), k, s, p, ptype)
     out = (batch, c, g.out_height, g.out_width)
     mu_a, var_a = gaussian_tensors(rng, (batch, c, h, w))
-    return dict(g=g, mu_a=mu_a, var_a=var_a, delta_mu=rng.standard_normal(out), delta_var=-rng.random(out))
+    mu_a[0, 0, :2, :3] = 0.25
+    return dict(g=g, mu_a=mu_a, var_a=var_a, delta_mu=rng.standard_normal(out), delta_var=-rng.random(out),
+                index=ref.maxpool2d_forward(mu_a, None, g)[2])
 
 
 def linear_arrays(case, rng):
@@ -86,7 +93,7 @@ def elementwise_arrays(op, rng):
                     delta_var=-rng.random((7, 9)), cap_factor=2.0)
     mu, var = gaussian_tensors(rng, (4, 3, 5, 7))
     return dict(mu_z=mu, var_z=var, delta_mu=rng.standard_normal(mu.shape), delta_var=-rng.random(mu.shape),
-                jac=rng.random(mu.shape), x=3 * rng.standard_normal((6, 10, 4)))
+                jac=rng.random(mu.shape), x=3 * rng.standard_normal((6, 10, 4)), negative_slope=0.1)
 
 
 def _cases():
@@ -97,12 +104,16 @@ def _cases():
             (linear_arrays, LINEAR_CASES, [("linear_forward", FORWARD), ("linear_backward", BACKWARD),
                                            ("linear_param_deltas", DELTAS)]),
             (pool_arrays, POOL_CASES, [("avgpool2d_forward", {"full": (), "mean_only": ("var_a",)}),
-                                       ("avgpool2d_backward", BACKWARD)])]:
+                                       ("avgpool2d_backward", BACKWARD)]),
+            (pool_arrays, MAXPOOL_CASES, [("maxpool2d_forward", {"full": (), "mean_only": ("var_a",)}),
+                                          ("maxpool2d_backward", BACKWARD)])]:
         for i, case in enumerate(family):
             for op, modes in ops:
                 cases += [(f"{op}-{i}-{mode}", op, arrays, case, dropped) for mode, dropped in modes.items()]
     for op, modes in [("relu_forward", {"full": (), "mean_only": ("var_z",)}),
-                      ("mixture_relu_forward", {"full": ()}), ("scale_by_jacobian", BACKWARD),
+                      ("mixture_relu_forward", {"full": ()}),
+                      ("leaky_relu_forward", {"full": (), "mean_only": ("var_z",)}),
+                      ("mixture_leaky_relu_forward", {"full": ()}), ("scale_by_jacobian", BACKWARD),
                       ("normal_cdf", {"full": ()}), ("gaussian_innovations", {"full": ()}),
                       ("capped_update", {"full": ()})]:
         cases += [(f"{op}-{mode}", op, elementwise_arrays, op, dropped) for mode, dropped in modes.items()]
@@ -120,9 +131,14 @@ def op_arguments(op, make_arrays, case, dropped, seed=0):
 
 
 def assert_close(got, want, dtype, what=""):
-    """got (backend, dtype) against want (reference, float64), relative to the scale of want."""
+    """got (backend, dtype) against want (reference, float64), relative to the scale of want;
+    an integer output (a max-pool index) must be equal, of the same dtype."""
     if want is None:
         assert got is None, what
+        return
+    if want.dtype.kind in "iu":
+        assert got is not None and got.dtype == want.dtype, what
+        np.testing.assert_array_equal(got, want, err_msg=what)
         return
     assert got is not None and got.dtype == dtype and got.shape == want.shape, what
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -138,7 +154,8 @@ def check_op(backend, op, args, dtype, to_device=np.asarray, to_host=np.asarray)
     some): that would compare the reference with itself, which is no parity."""
     if getattr(backend, op) is getattr(ref, op):
         pytest.skip(f"{backend.NAME} re-exports the reference op {op}: no parity to check")
-    device_args = [to_device(a.astype(dtype)) if isinstance(a, np.ndarray) else a for a in args]
+    device_args = [to_device(a.astype(dtype) if a.dtype.kind == "f" else a) if isinstance(a, np.ndarray)
+                   else a for a in args]
     if op == "capped_update":                       # in place on mu and var
         ref.capped_update(*args)
         backend.capped_update(*device_args)
@@ -150,6 +167,16 @@ def check_op(backend, op, args, dtype, to_device=np.asarray, to_host=np.asarray)
     assert len(got) == len(want)
     for i, (g, w) in enumerate(zip(got, want)):
         assert_close(None if g is None else to_host(g), w, dtype, f"{op} output {i}")
+
+
+def max_pool_leaky_net(backend, dtype):
+    """A small network through every new layer: max pools (non-overlapping, then overlapping with
+    padding), linearised and mixture leaky ReLUs, on 8 x 10 inputs."""
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(0.1), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1), nn.MixtureLeakyReLU(0.1), nn.MaxPool2d(3, 2, padding=1),
+        nn.Linear(36, 8), nn.LeakyReLU(0.2), nn.Linear(8, 11),
+        input_shape=(3, 8, 10), backend=backend, dtype=dtype, seed=5)
 
 
 def check_training_steps(make_net, backend, dtype, x, labels, steps=2, to_host=np.asarray, tol=None):

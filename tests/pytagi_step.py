@@ -43,10 +43,10 @@ def pytagi_layers(spec, num_outputs):
                                     stride=entry.get("stride", 1), padding=entry.get("padding", 0),
                                     padding_type=PADDING_TYPES[entry.get("padding_type", "symmetric")],
                                     **first))
-        elif kind == "AvgPool2d":
+        elif kind in ("AvgPool2d", "MaxPool2d"):
             kernel = entry["kernel_size"]
-            layers.append(nn.AvgPool2d(kernel, entry.get("stride") or kernel, padding=entry.get("padding", 0),
-                                       padding_type=PADDING_TYPES[entry.get("padding_type", "symmetric")]))
+            layers.append(getattr(nn, kind)(kernel, entry.get("stride") or kernel, padding=entry.get("padding", 0),
+                                            padding_type=PADDING_TYPES[entry.get("padding_type", "symmetric")]))
         elif kind == "Linear":
             out_features = entry["out_features"]
             layers.append(nn.Linear(entry["in_features"],

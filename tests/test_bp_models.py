@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from bp_support import BACKENDS
 
-from tagi import bp
+from tagi import bp, nn
 from tagi.bp.loop import evaluate, predict, train_epoch, train_step
+from tagi.loop import train_step as tagi_train_step
 from tagi.models import architecture, bp_network, tagi_network
 
 TUTORIALS = {"pytorch_tutorial": 62_006, "keras_tutorial": 122_570, "cnn4_leaky_dropout": 1_084_234}
@@ -30,13 +31,34 @@ def test_tutorial_architectures_build_and_train_a_step(name, backend, rng):
     assert loss() < before
 
 
+@pytest.mark.parametrize("name", sorted(TUTORIALS))
+def test_tutorial_architectures_train_with_tagi(name, rng):
+    """Every tutorial CNN builds for TAGI (Dropout left out) with the BP weights' shapes (one output
+    more: 11 for the 10-class tree), and ten steps on one batch raise its labels' probability."""
+    spec = architecture(name)
+    net, head = tagi_network(spec, 11, seed=0), nn.HierarchicalSoftmax(10)
+    bp_shapes = [value.shape for value in bp_network(spec, 11).state_dict().values()]
+    assert [net.state_dict()[k].shape for k in net.state_dict() if k.split(".")[1] in ("mu_w", "mu_b")] == bp_shapes
+    x, labels = rng.standard_normal((4, 3, 32, 32)), np.array([0, 3, 7, 9])
+
+    def label_probability():
+        probs = head.probabilities(*net.forward(x))
+        return float(np.mean(np.asarray(probs)[np.arange(4), labels]))
+
+    before = label_probability()
+    for _ in range(10):
+        tagi_train_step(net, head, x, labels, sigma_v=1.0)
+    assert label_probability() > before + 0.04
+
+
 def test_every_missing_type_is_named_at_once():
     spec = {"input_shape": (3, 8, 8), "layers": [
         {"type": "Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 3}, {"type": "Swish"},
         {"type": "Swish"}, {"type": "Dropout", "p": 0.5}, {"type": "Linear", "in_features": 72,
                                                            "out_features": "outputs"}, {"type": "Gelu"}]}
     with pytest.raises(ValueError, match=r"tagi\.nn has no layer of type 'Swish' \(layers 1, 2\); "
-                                         r"'Gelu' \(layer 5\); its layers are AvgPool2d, Conv2d, Linear, "):
+                                         r"'Gelu' \(layer 5\); its layers are AvgPool2d, Conv2d, LeakyReLU, Linear, "
+                                         r"MaxPool2d, MixtureLeakyReLU, MixtureReLU, ReLU$"):
         tagi_network(spec, 11)
     spec = {"input_shape": (4,), "layers": [{"type": "MixtureReLU"}, {"type": "Sequential"}]}
     with pytest.raises(ValueError, match=r"tagi\.bp has no layer of type 'MixtureReLU' \(layer 0\); "

@@ -6,6 +6,7 @@ imported against a numpy stand-in for cupy, so the backend's own grids, argument
 split-K workspaces run too. Every op (op_parity.OP_CASES) and two training steps of a small
 CIFAR-like network are compared with the float64 reference, for float32 and float64 kernels,
 on the fused-GEMM path without and with split-K, and on the cuBLAS path (gemm_settings).
+Two training steps through the max-pool and leaky-ReLU layers run here and on the Numba backend.
 """
 import inspect
 
@@ -15,7 +16,7 @@ import pytest
 from conftest import gaussian_tensors
 from cuda_cpu import harness
 from op_parity import (GEMM_PATHS, LINEAR_CASES, OP_CASES, check_op, check_training_steps,
-                       linear_arrays, op_arguments, replay_training_steps)
+                       linear_arrays, max_pool_leaky_net, op_arguments, replay_training_steps)
 from tagi import models, nn
 from tagi.backends import OPS
 from tagi.backends import numpy_backend as ref
@@ -67,6 +68,16 @@ def test_training_steps_match_the_reference(cupy_on_cpu, path, rng, dtype):
     x, labels = rng.standard_normal((5, 3, 8, 8)), rng.integers(0, 10, 5)
     with cupy_on_cpu.gemm_settings(**GEMM_PATHS[path]):
         check_training_steps(small_cifar_net, cupy_on_cpu, dtype, x, labels)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("backend", ["cuda_on_cpu", "numba"])
+def test_max_pool_leaky_training_steps_match_the_reference(cupy_on_cpu, backend, rng, dtype):
+    """Two training steps through MaxPool2d, LeakyReLU and MixtureLeakyReLU, on the kernels (here)
+    and on the Numba backend, against the float64 reference."""
+    x, labels = rng.standard_normal((4, 3, 8, 10)), rng.integers(0, 10, 4)
+    check_training_steps(max_pool_leaky_net, cupy_on_cpu if backend == "cuda_on_cpu" else backend,
+                         dtype, x, labels)
 
 
 # ----------------------------------------------------------------------------- an H100 / H200

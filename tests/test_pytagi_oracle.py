@@ -12,7 +12,8 @@ run in a subprocess). Compared, case by case:
   where the step is too small to show in the parameters;
 - every parameter after the capped update. Each side picks its own cap factor for the batch
   size; the cases cover each of the rule's values: 0.1 at B = 1, 2 at B = 16 and 20, 3 at
-  B = 256 (sigma_v 0.05 on the small net makes the cap bind and floors some variances).
+  B = 256 (sigma_v 0.05 on the small net makes the cap bind and floors some variances). A
+  net with max pools (non-overlapping, and overlapping with padding) checks MaxPool2d's rule.
 
 Parameter layouts: both sides flatten weights in PyTorch order (tests/pytagi_step.py).
 Installing the oracle: ``apt-get install libopenmpi3`` and ``pip install -e ".[oracle]"``
@@ -135,11 +136,24 @@ def our_step(backend, spec, x, labels, sigma_v, monkeypatch):
     return before, (mu, var), net.state_dict(), deltas
 
 
+# max pools: the tutorials' 2x2, then 3x3 windows overlapping at stride 2 with symmetric padding.
+# (pytagi 0.2.1's LeakyReLU is no oracle: in a probe, Linear -> LeakyReLU -> Linear, it passed
+# mu_a = mu_z for negative mu_z and var_a = 0, so it is not compared here.)
+MAXPOOL_NET = {"input_shape": (3, 10, 10),
+               "layers": [
+                   {"type": "Conv2d", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding": 1},
+                   {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+                   {"type": "Conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1},
+                   {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 3, "stride": 2, "padding": 1},
+                   {"type": "Linear", "in_features": 36, "out_features": 6}, {"type": "ReLU"},
+                   {"type": "Linear", "in_features": 6, "out_features": "outputs"}]}
+
 CASES = {  # name: (architecture, batch size, sigma_v)
     "small-B20": (SMALL_NET, 20, 0.05),
     "small-B1": (SMALL_NET, 1, 0.05),
     "small-B256": (SMALL_NET, 256, 0.05),
     "cifar10_3conv-B16": (architecture("cifar10_3conv"), 16, 1.0),
+    "maxpool-B16": (MAXPOOL_NET, 16, 1.0),
 }
 # float32 on both sides, sums in other orders: each array within TOL (or TOL_DELTAS) times its
 # largest magnitude. Measured here (largest |ours - pytagi| / scale over the cases): outputs and

@@ -21,8 +21,9 @@ NAMES = ("numpy", "numba", "cupy")
 OPS = ("asarray", "to_numpy", "synchronize",
        "linear_forward", "linear_backward", "linear_param_deltas",
        "conv2d_forward", "conv2d_backward", "conv2d_param_deltas",
-       "avgpool2d_forward", "avgpool2d_backward",
-       "relu_forward", "mixture_relu_forward", "scale_by_jacobian",
+       "avgpool2d_forward", "avgpool2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+       "relu_forward", "mixture_relu_forward", "leaky_relu_forward", "mixture_leaky_relu_forward",
+       "scale_by_jacobian",
        "gaussian_innovations", "capped_update", "normal_cdf")
 
 

@@ -352,3 +352,63 @@ def capped_update(mu, var, delta_mu, delta_var, cap_factor):
         mu[i] += np.sign(delta_mu[i]) * min(abs(delta_mu[i]), bound)
         v = var[i] + np.sign(delta_var[i]) * min(abs(delta_var[i]), bound)
         var[i] = floor if v <= 0 else v
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+@njit(parallel=True, cache=True, nogil=True)
+def maxpool_forward(mu, var, kernel, stride, pad, out_mu, out_var, index):
+    """Per window of mu (B, C, H, W): out_mu, index (B, C, Ho, Wo) = the largest mean of its input
+    cells and that cell's place ky*K + kx (the first in row-major order on ties); padding never
+    wins. out_var = var at that cell (optional)."""
+    batch, channels, height, width = mu.shape
+    ho, wo = out_mu.shape[2], out_mu.shape[3]
+    for t in prange(batch * channels):
+        b, c = t // channels, t % channels
+        for oy in range(ho):
+            ky_lo, ky_hi = _valid(kernel, 1, oy * stride - pad, height)
+            for ox in range(wo):
+                kx_lo, kx_hi = _valid(kernel, 1, ox * stride - pad, width)
+                best_ky, best_kx = ky_lo, kx_lo
+                best = mu[b, c, oy * stride + ky_lo - pad, ox * stride + kx_lo - pad]
+                for ky in range(ky_lo, ky_hi):
+                    for kx in range(kx_lo, kx_hi):
+                        v = mu[b, c, oy * stride + ky - pad, ox * stride + kx - pad]
+                        if v > best:
+                            best, best_ky, best_kx = v, ky, kx
+                out_mu[b, c, oy, ox] = best
+                index[b, c, oy, ox] = best_ky * kernel + best_kx
+                if var is not None:
+                    out_var[b, c, oy, ox] = var[b, c, oy * stride + best_ky - pad,
+                                                ox * stride + best_kx - pad]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def maxpool_route(delta, index, kernel, stride, pad, out):
+    """out (B, C, H, W): every input cell gets the sum of delta (B, C, Ho, Wo) over the windows
+    whose ``index`` names it."""
+    batch, channels = out.shape[0], out.shape[1]
+    ho, wo = delta.shape[2], delta.shape[3]
+    for t in prange(batch * channels):
+        b, c = t // channels, t % channels
+        plane = out[b, c]
+        plane[:] = 0
+        for oy in range(ho):
+            for ox in range(wo):
+                r = index[b, c, oy, ox]
+                plane[oy * stride + r // kernel - pad, ox * stride + r % kernel - pad] += delta[b, c, oy, ox]
+
+
+# ----------------------------------------------------------------------------- leaky ReLU (flat arrays)
+
+@njit(cache=True, nogil=True)
+def leaky_relu(mu_z, var_z, negative_slope, mu_a, var_a, jac):
+    """Linearised leaky ReLU: jac = 1 where mu_z > 0 else negative_slope; mu_a = mu_z*jac,
+    var_a = var_z*jac**2 (optional)."""
+    one = mu_z.dtype.type(1)
+    for i in range(mu_z.size):
+        j = one if mu_z[i] > 0 else negative_slope
+        jac[i] = j
+        mu_a[i] = mu_z[i] * j
+        if var_z is not None:
+            var_a[i] = var_z[i] * (j * j)

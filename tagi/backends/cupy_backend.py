@@ -176,16 +176,22 @@ def _operands(op, **arrays):
     Raises TypeError, naming ``op`` and the argument, for a host (numpy) array or another
     non-device value, and for a first array that is not float32 or float64.
     """
-    for name, a in arrays.items():
-        if a is not None and not isinstance(a, cupy.ndarray):
-            what = "a host numpy array" if isinstance(a, np.ndarray) else f"a {type(a).__name__}"
-            raise TypeError(f"cupy backend {op}: {name} is {what}; use backend.asarray({name}) "
-                            "to copy it to the GPU first")
+    _check_on_device(op, arrays)
     dtype = np.dtype(next(iter(arrays.values())).dtype)
     if dtype not in _SUFFIX:
         raise TypeError(f"cupy backend {op}: computes in float32 or float64, got {dtype}")
     return dtype, [None if a is None else cupy.ascontiguousarray(a, dtype=dtype)
                    for a in arrays.values()]
+
+
+def _check_on_device(op, arrays):
+    """TypeError, naming ``op`` and the argument, for any of ``arrays`` ({name: value}) that is
+    not None and not a device array."""
+    for name, a in arrays.items():
+        if a is not None and not isinstance(a, cupy.ndarray):
+            what = "a host numpy array" if isinstance(a, np.ndarray) else f"a {type(a).__name__}"
+            raise TypeError(f"cupy backend {op}: {name} is {what}; use backend.asarray({name}) "
+                            "to copy it to the GPU first")
 
 
 def _ints(*values):
@@ -411,7 +417,35 @@ def avgpool2d_backward(delta_mu, delta_var, g):
     batch = delta_mu.shape[0]
     d_mu = cupy.empty((batch, g.channels, g.height, g.width), dtype=dtype)
     d_var = None if delta_var is None else cupy.empty_like(d_mu)
-    _elementwise("avgpool2d_backward", dtype, d_mu.size, delta_mu, delta_var, d_mu, d_var,
+    _elementwise("pool2d_backward", dtype, d_mu.size, delta_mu, delta_var, None, d_mu, d_var,
+                 np.int32(batch), *_window(g))
+    return d_mu, d_var
+
+
+# ----------------------------------------------------------------------------- max pooling (§3.4.1, §5.4.1)
+
+def maxpool2d_forward(mu_a, var_a, g):
+    """(B, C, H, W) -> mu, var (B, C, Ho, Wo): each window's cell of largest mean; index int32."""
+    dtype, (mu_a, var_a) = _operands("maxpool2d_forward", mu_a=mu_a, var_a=var_a)
+    batch = mu_a.shape[0]
+    mu = cupy.empty((batch, g.channels, g.out_height, g.out_width), dtype=dtype)
+    var = None if var_a is None else cupy.empty_like(mu)
+    index = cupy.empty(mu.shape, dtype=np.int32)
+    _elementwise("maxpool2d_forward", dtype, mu.size, mu_a, var_a, mu, var, index, np.int32(batch),
+                 *_window(g))
+    return mu, var, index
+
+
+def maxpool2d_backward(delta_mu, delta_var, index, g):
+    """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W), routed to ``index``."""
+    dtype, (delta_mu, delta_var) = _operands("maxpool2d_backward", delta_mu=delta_mu,
+                                             delta_var=delta_var)
+    _check_on_device("maxpool2d_backward", {"index": index})
+    index = cupy.ascontiguousarray(index, dtype=np.int32)
+    batch = delta_mu.shape[0]
+    d_mu = cupy.empty((batch, g.channels, g.height, g.width), dtype=dtype)
+    d_var = None if delta_var is None else cupy.empty_like(d_mu)
+    _elementwise("pool2d_backward", dtype, d_mu.size, delta_mu, delta_var, index, d_mu, d_var,
                  np.int32(batch), *_window(g))
     return d_mu, d_var
 
@@ -434,6 +468,27 @@ def mixture_relu_forward(mu_z, var_z):
     mu_a, var_a, jac = cupy.empty_like(mu_z), cupy.empty_like(mu_z), cupy.empty_like(mu_z)
     n = mu_z.size
     _elementwise("mixture_relu_forward", dtype, n, np.int32(n), mu_z, var_z, mu_a, var_a, jac)
+    return mu_a, var_a, jac
+
+
+def leaky_relu_forward(mu_z, var_z, negative_slope):
+    """Linearised leaky ReLU: mu_a, var_a and J (1 where mu_z > 0, else negative_slope)."""
+    dtype, (mu_z, var_z) = _operands("leaky_relu_forward", mu_z=mu_z, var_z=var_z)
+    mu_a, jac = cupy.empty_like(mu_z), cupy.empty_like(mu_z)
+    var_a = None if var_z is None else cupy.empty_like(mu_z)
+    n = mu_z.size
+    _elementwise("leaky_relu_forward", dtype, n, np.int32(n), mu_z, var_z, dtype.type(negative_slope),
+                 mu_a, var_a, jac)
+    return mu_a, var_a, jac
+
+
+def mixture_leaky_relu_forward(mu_z, var_z, negative_slope):
+    """Exact moments of max(Z, 0) + negative_slope * min(Z, 0): mu_a, var_a, J = Cov(A, Z) / var_z."""
+    dtype, (mu_z, var_z) = _operands("mixture_leaky_relu_forward", mu_z=mu_z, var_z=var_z)
+    mu_a, var_a, jac = cupy.empty_like(mu_z), cupy.empty_like(mu_z), cupy.empty_like(mu_z)
+    n = mu_z.size
+    _elementwise("mixture_leaky_relu_forward", dtype, n, np.int32(n), mu_z, var_z,
+                 dtype.type(negative_slope), mu_a, var_a, jac)
     return mu_a, var_a, jac
 
 

@@ -259,3 +259,43 @@ def capped_update(mu, var, delta_mu, delta_var, cap_factor):
         return
     kernels.capped_update(mu.reshape(-1), var.reshape(-1), _flat(delta_mu), _flat(delta_var),
                           var.dtype.type(cap_factor))
+
+
+# ----------------------------------------------------------------------------- max pooling (§3.4.1, §5.4.1)
+
+def maxpool2d_forward(mu_a, var_a, g):
+    """(B, C, H, W) -> mu, var (B, C, Ho, Wo): each window's cell of largest mean; index int32."""
+    mu_a, var_a = _contiguous(mu_a), _contiguous(var_a)
+    shape = (mu_a.shape[0], g.channels, g.out_height, g.out_width)
+    mu, index = np.empty(shape, mu_a.dtype), np.empty(shape, np.int32)
+    var = None if var_a is None else np.empty_like(mu)
+    kernels.maxpool_forward(mu_a, var_a, g.kernel, g.stride, g.pad_begin, mu, var, index)
+    return mu, var, index
+
+
+def maxpool2d_backward(delta_mu, delta_var, index, g):
+    """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W), routed to ``index``."""
+    index = _contiguous(index)
+    outs = []
+    for delta in (delta_mu, delta_var):
+        if delta is None:
+            outs.append(None)
+            continue
+        outs.append(np.empty((delta.shape[0], g.channels, g.height, g.width), delta.dtype))
+        kernels.maxpool_route(_contiguous(delta), index, g.kernel, g.stride, g.pad_begin, outs[-1])
+    return tuple(outs)
+
+
+# ----------------------------------------------------------------------------- leaky ReLU (§3.5)
+
+mixture_leaky_relu_forward = reference.mixture_leaky_relu_forward   # nothing to gain from Numba
+
+
+def leaky_relu_forward(mu_z, var_z, negative_slope):
+    """Linearised leaky ReLU: mu_a, var_a and J (1 where mu_z > 0, else negative_slope)."""
+    mu_z, var_z = np.ascontiguousarray(mu_z), _contiguous(var_z)
+    mu_a, jac = np.empty_like(mu_z), np.empty_like(mu_z)
+    var_a = None if var_z is None else np.empty_like(mu_z)
+    kernels.leaky_relu(_flat(mu_z), _flat(var_z), mu_z.dtype.type(negative_slope),
+                       *map(_flat, (mu_a, var_a, jac)))
+    return mu_a, var_a, jac

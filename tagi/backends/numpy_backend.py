@@ -36,10 +36,10 @@ def synchronize():
 
 # ----------------------------------------------------------------------------- patches
 
-def im2col(x, g):
-    """(B, C, H, W) -> (B, C*K*K, Ho*Wo): the input cells under each window; padding reads 0."""
+def im2col(x, g, fill=0):
+    """(B, C, H, W) -> (B, C*K*K, Ho*Wo): the input cells under each window; padding reads ``fill``."""
     k, pb, pe = g.kernel, g.pad_begin, g.pad_end
-    padded = np.pad(x, ((0, 0), (0, 0), (pb, pe), (pb, pe)))
+    padded = np.pad(x, ((0, 0), (0, 0), (pb, pe), (pb, pe)), constant_values=fill)
     win = sliding_window_view(padded, (k, k), axis=(2, 3))[:, :, ::g.stride, ::g.stride]
     win = win[:, :, :g.out_height, :g.out_width]            # (B, C, Ho, Wo, K, K)
     return win.transpose(0, 1, 4, 5, 2, 3).reshape(x.shape[0], g.patch_size, -1)
@@ -169,6 +169,40 @@ def avgpool2d_backward(delta_mu, delta_var, g):
     return spread(delta_mu, 1.0 / k2), spread(delta_var, 1.0 / (k2 * k2))
 
 
+# ----------------------------------------------------------------------------- max pooling (§3.4.1, §5.4.1)
+
+def maxpool2d_forward(mu_a, var_a, g):
+    """(B, C, H, W) -> mu, var (B, C, Ho, Wo) and index (B, C, Ho, Wo) int32.
+
+    Per window, the moments of the cell with the largest mean; ``index`` is that cell's place
+    r = ky*K + kx in the window, the first in this row-major order on ties. Padding reads -inf,
+    so it never wins (``tagi.nn.MaxPool2d`` keeps every window on at least one input cell).
+    """
+    b, k2 = mu_a.shape[0], g.kernel * g.kernel
+    shape = (b, g.channels, g.out_height, g.out_width)
+    cells = im2col(mu_a, g, fill=-np.inf).reshape(b, g.channels, k2, -1)   # (B, C, K*K, L)
+    index = cells.argmax(2)[:, :, None]                                   # (B, C, 1, L)
+    mu = np.take_along_axis(cells, index, 2).reshape(shape)
+    if var_a is not None:
+        var_a = np.take_along_axis(im2col(var_a, g).reshape(b, g.channels, k2, -1), index, 2)
+        var_a = var_a.reshape(shape)
+    return mu, var_a, index.reshape(shape).astype(np.int32)
+
+
+def maxpool2d_backward(delta_mu, delta_var, index, g):
+    """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W): each window's
+    innovations go to its cell ``index`` (Jacobian 1 there, 0 elsewhere), summed where windows
+    overlap."""
+    b, k2 = delta_mu.shape[0], g.kernel * g.kernel
+    winner = np.arange(k2)[:, None] == index.reshape(b, g.channels, 1, -1)   # (B, C, K*K, L)
+
+    def route(delta):
+        cols = np.where(winner, delta.reshape(b, g.channels, 1, -1), 0).astype(delta.dtype)
+        return col2im(cols.reshape(b, g.patch_size, -1), g)
+
+    return route(delta_mu), None if delta_var is None else route(delta_var)
+
+
 # ----------------------------------------------------------------------------- activations (§3.5)
 
 def relu_forward(mu_z, var_z):
@@ -177,15 +211,40 @@ def relu_forward(mu_z, var_z):
     return mu_z * jac, None if var_z is None else var_z * jac, jac
 
 
-def mixture_relu_forward(mu_z, var_z):
-    """Exact moments of max(0, Z), Z ~ N(mu_z, var_z): mu_a, var_a, J = Phi(mu_z / sd_z)."""
+def leaky_relu_forward(mu_z, var_z, negative_slope):
+    """Linearised leaky ReLU: J = 1 where mu_z > 0, else negative_slope; mu_a = J mu_z,
+    var_a = J**2 var_z; all like mu_z."""
+    jac = np.where(mu_z > 0, 1, negative_slope).astype(mu_z.dtype)
+    return mu_z * jac, None if var_z is None else var_z * (jac * jac), jac
+
+
+def _relu_moments(mu_z, var_z):
+    """Exact mean m and variance v of max(0, Z), Z ~ N(mu_z, var_z), and Phi(mu_z / sd_z), unfloored."""
     sd = np.sqrt(var_z)
     alpha = mu_z / sd
     cdf = ndtr(alpha).astype(mu_z.dtype)
     pdf = (np.exp(-0.5 * alpha * alpha) / np.sqrt(2.0 * np.pi)).astype(mu_z.dtype)
     m = mu_z * cdf + sd * pdf
-    var = -m * m + 2.0 * m * mu_z - mu_z * sd * pdf + (var_z - mu_z * mu_z) * cdf
+    return m, -m * m + 2.0 * m * mu_z - mu_z * sd * pdf + (var_z - mu_z * mu_z) * cdf, cdf
+
+
+def mixture_relu_forward(mu_z, var_z):
+    """Exact moments of max(0, Z), Z ~ N(mu_z, var_z): mu_a, var_a, J = Phi(mu_z / sd_z)."""
+    m, var, cdf = _relu_moments(mu_z, var_z)
     return np.maximum(m, 1e-6), np.maximum(var, 1e-6), cdf
+
+
+def mixture_leaky_relu_forward(mu_z, var_z, negative_slope):
+    """Exact moments of A = max(Z, 0) + s min(Z, 0), Z ~ N(mu_z, var_z), s = negative_slope.
+
+    With A = (1 - s) R + s Z, R = max(0, Z) (moments m, v) and Cov(R, Z) = Phi var_z:
+    mu_a = (1 - s) m + s mu_z, var_a = max((1 - s)**2 v + (s**2 + 2 s (1 - s) Phi) var_z, 1e-6),
+    J = Cov(A, Z) / var_z = s + (1 - s) Phi.
+    """
+    s = negative_slope
+    m, v, cdf = _relu_moments(mu_z, var_z)
+    var = (1 - s) * (1 - s) * v + (s * s + 2 * s * (1 - s) * cdf) * var_z
+    return (1 - s) * m + s * mu_z, np.maximum(var, 1e-6), s + (1 - s) * cdf
 
 
 def scale_by_jacobian(delta_mu, delta_var, jac):

@@ -1,5 +1,5 @@
 """Pooling: average (the TAGI mean pass, backend ``avgpool2d_*`` ops) and max (BP only, on ``backend.xp``)."""
-from ..geometry import window2d
+from ..geometry import check_max_pool, window2d
 from .layer import Layer
 
 
@@ -41,9 +41,7 @@ class MaxPool2d(_Pool2d):
 
     def build(self, in_shape, backend, dtype, rng):
         out_shape = super().build(in_shape, backend, dtype, rng)
-        if self.geom.pad_end >= self.geom.kernel:
-            raise ValueError(f"{self!r}: padding must be < kernel_size, or a window could hold "
-                             f"padding only")
+        check_max_pool(self.geom, self)
         return out_shape
 
     def _offsets(self):

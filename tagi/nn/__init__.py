@@ -5,13 +5,14 @@
                         input_shape=(3, 32, 32), backend="numpy", seed=0)
     head = nn.HierarchicalSoftmax(num_classes=10)
 """
-from .activations import MixtureReLU, ReLU
+from .activations import LeakyReLU, MixtureLeakyReLU, MixtureReLU, ReLU
 from .conv2d import Conv2d
 from .head import HierarchicalSoftmax, gaussian_innovations
 from .layer import Layer, ParametricLayer
 from .linear import Linear
-from .pooling import AvgPool2d
+from .pooling import AvgPool2d, MaxPool2d
 from .sequential import Sequential, default_cap_factor
 
-__all__ = ["AvgPool2d", "Conv2d", "HierarchicalSoftmax", "Layer", "Linear", "MixtureReLU",
-           "ParametricLayer", "ReLU", "Sequential", "default_cap_factor", "gaussian_innovations"]
+__all__ = ["AvgPool2d", "Conv2d", "HierarchicalSoftmax", "Layer", "LeakyReLU", "Linear", "MaxPool2d",
+           "MixtureLeakyReLU", "MixtureReLU", "ParametricLayer", "ReLU", "Sequential",
+           "default_cap_factor", "gaussian_innovations"]

@@ -10,7 +10,16 @@ the backward pass, which maps the innovations of a to those of z:
 - ``MixtureReLU``, the exact moments of max(0, Z): with s = sqrt(var_z),
   alpha = mu_z / s, mu_a = mu_z Phi(alpha) + s phi(alpha),
   var_a = (mu_z**2 + var_z) Phi(alpha) + mu_z s phi(alpha) - mu_a**2, J = Phi(alpha).
+- ``LeakyReLU(negative_slope)``, linearised like ``ReLU``: J = 1 where mu_z > 0, else
+  negative_slope; mu_a = J mu_z, var_a = J**2 var_z. Exact where |mu_z| >> sd_z; otherwise it
+  drops the kink's curvature: for mu_z = 0 the true mean is (1 - slope) sd_z / sqrt(2 pi), the
+  rule's 0.
+- ``MixtureLeakyReLU(negative_slope)``, the exact moments of max(Z, 0) + slope * min(Z, 0),
+  through A = (1 - slope) max(0, Z) + slope Z: mu_a = (1 - slope) m + slope mu_z,
+  var_a = (1 - slope)**2 v + (slope**2 + 2 slope (1 - slope) Phi(alpha)) var_z, with m, v the
+  MixtureReLU moments, and J = slope + (1 - slope) Phi(alpha).
 """
+from ..bp.checks import check_number
 from .layer import Layer
 
 
@@ -39,3 +48,27 @@ class MixtureReLU(_Activation):
 
     def moments(self, mu, var):
         return self.backend.mixture_relu_forward(mu, var)
+
+
+class _Leaky(_Activation):
+    """An activation with a slope for z < 0: a finite number (ValueError otherwise)."""
+
+    def __init__(self, negative_slope=0.01):
+        self.negative_slope = check_number("negative_slope", negative_slope)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(negative_slope={self.negative_slope})"
+
+
+class LeakyReLU(_Leaky):
+    """Locally linearised leaky ReLU: J is 1 where mu_z > 0, else negative_slope."""
+
+    def moments(self, mu, var):
+        return self.backend.leaky_relu_forward(mu, var, self.negative_slope)
+
+
+class MixtureLeakyReLU(_Leaky):
+    """Exact mean and variance of max(Z, 0) + negative_slope * min(Z, 0) for Gaussian Z."""
+
+    def moments(self, mu, var):
+        return self.backend.mixture_leaky_relu_forward(mu, var, self.negative_slope)
