@@ -65,7 +65,7 @@ class Tagi:
 
 @dataclass
 class Optimizer:
-    name: str = choice("sgd", "adam")
+    name: str = choice("sgd", "adam", "adamax")
     lr: float = ranged(low=0, low_open=True)
     momentum: float = ranged(low=0, high=1, high_open=True)
     weight_decay: float = ranged(low=0)

@@ -68,6 +68,24 @@ def test_adam_two_steps_by_hand():
     np.testing.assert_allclose(first.value, [-0.01, 0.01], rtol=1e-6)
 
 
+def test_adamax_two_steps_by_hand():
+    lr, (beta1, beta2), eps, decay = 0.01, (0.8, 0.9), 1e-3, 0.1
+    w = bp.Parameter(np.array([1.0, -2.0, 0.5]), decay=True)
+    optimizer = bp.make_optimizer("adamax", [w], lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=decay)
+    hand, m, u = w.value.copy(), np.zeros(3), np.zeros(3)
+    for t, gw in enumerate([[0.5, -1.0, 2.0], [-0.2, 4.0, 1.0]], start=1):   # |g| grows in one entry only
+        w.grad = np.array(gw)
+        optimizer.step()
+        g = np.array(gw) + decay * hand
+        m = beta1 * m + (1 - beta1) * g
+        u = np.maximum(beta2 * u, np.abs(g))
+        hand -= lr / (1 - beta1 ** t) * m / (u + eps)
+        np.testing.assert_allclose(w.value, hand, rtol=1e-14)
+    state = optimizer.state_dict()
+    assert sorted(state) == ["m.0", "steps", "u.0"]
+    np.testing.assert_allclose(state["u.0"], u, rtol=1e-14)
+
+
 def test_schedules():
     assert [bp.make_schedule("constant", 0.1)(e) for e in (1, 7)] == [0.1, 0.1]
     step = bp.make_schedule("step", 0.1, step_size=2, gamma=0.5)
@@ -97,7 +115,7 @@ def params():
     (lambda: bp.SGD(params(), lr=0.1, weight_decay=-1), r"weight_decay .*got -1"),
     (lambda: bp.Adam(params(), betas=(0.9, 1.5)), r"beta2 .*got 1.5"),
     (lambda: bp.Adam(params(), eps=0), r"eps must be a finite number > 0"),
-    (lambda: bp.make_optimizer("rmsprop", params(), lr=0.1), r"optimizer must be one of \('sgd', 'adam'\), got 'rmsprop'"),
+    (lambda: bp.make_optimizer("rmsprop", params(), lr=0.1), r"optimizer must be one of \('sgd', 'adam', 'adamax'\), got 'rmsprop'"),
     (lambda: bp.SGD([], lr=0.1), r"SGD got no parameters"),
     (lambda: bp.make_schedule("linear", 0.1), r"schedule must be one of \('constant', 'step', 'cosine'\), got 'linear'"),
     (lambda: bp.make_schedule("step", -0.1, step_size=2), r"lr \(learning rate\) .*got -0.1"),

@@ -17,12 +17,12 @@ from .dropout import Dropout
 from .layer import INIT_METHODS, Layer, ParametricLayer, Parameter
 from .linear import Linear
 from .loss import log_softmax, softmax_cross_entropy
-from .optim import OPTIMIZERS, SGD, Adam, make_optimizer
+from .optim import OPTIMIZERS, SGD, Adam, Adamax, make_optimizer
 from .pooling import AvgPool2d, MaxPool2d
 from .schedules import SCHEDULES, ConstantLR, CosineLR, StepLR, make_schedule
 from .sequential import Sequential
 
-__all__ = ["INIT_METHODS", "OPTIMIZERS", "SCHEDULES", "Adam", "AvgPool2d", "ConstantLR", "Conv2d",
+__all__ = ["INIT_METHODS", "OPTIMIZERS", "SCHEDULES", "Adam", "Adamax", "AvgPool2d", "ConstantLR", "Conv2d",
            "CosineLR", "Dropout", "Layer", "LeakyReLU", "Linear", "MaxPool2d", "ParametricLayer",
            "Parameter", "ReLU", "SGD", "Sequential", "StepLR", "log_softmax", "make_optimizer",
            "make_schedule", "softmax_cross_entropy"]

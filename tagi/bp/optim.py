@@ -82,11 +82,13 @@ class Adam(Optimizer):
     """Kingma & Ba (2015): bias-corrected first and second moments m, v of g;
     w <- w - lr * m_hat / (sqrt(v_hat) + eps)."""
 
+    BUFFERS = ("m", "v")
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         self.beta1 = check_number("beta1", betas[0], low=0, high=1, high_open=True)
         self.beta2 = check_number("beta2", betas[1], low=0, high=1, high_open=True)
         self.eps = check_number("eps", eps, low=0, low_open=True)
-        super().__init__(params, lr, weight_decay, ("m", "v"))
+        super().__init__(params, lr, weight_decay, self.BUFFERS)
 
     def update(self, param, g, m, v):
         m *= self.beta1
@@ -97,7 +99,20 @@ class Adam(Optimizer):
         param.value -= m_hat_scale * m / ((v / (1.0 - self.beta2 ** self.steps)) ** 0.5 + self.eps)
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+class Adamax(Adam):
+    """Adam with the infinity norm for the second moment (Kingma & Ba 2015, §7.1):
+    m <- beta1 m + (1 - beta1) g,  u <- max(beta2 u, |g|),  w <- w - lr / (1 - beta1**t) * m / (u + eps)."""
+
+    BUFFERS = ("m", "u")
+
+    def update(self, param, g, m, u):
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        for_array(u).xp.maximum(self.beta2 * u, abs(g), out=u)
+        param.value -= self.lr / (1.0 - self.beta1 ** self.steps) * m / (u + self.eps)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamax": Adamax}
 
 
 def make_optimizer(name, params, **options):
