@@ -74,9 +74,11 @@ linear_param_deltas = threads.single_blas(reference.linear_param_deltas)
 NAME = "numba"
 xp = np
 
-# Elements of the column matrices of one chunk of samples (4 MiB in float32): small enough to
-# stay in cache between the gather and its GEMM, and to bound memory at any batch size.
-CHUNK_FLOATS = 1 << 20
+# Elements of the column matrices of one chunk of samples (1 MiB in float32, one core's L2 here):
+# small enough to stay in cache between the gather and its GEMM, and to bound memory at any batch
+# size. The mean-only ops (BP) have the fewest rows, hence the most samples per chunk: at 4 MiB
+# their GEMMs ran up to 1.4x slower (BP's second conv layer forward at B = 128, one thread).
+CHUNK_FLOATS = 1 << 18
 
 
 # OpenBLAS runs a float32 product of at most this many multiply-adds (M*N*K) in its small-matrix
