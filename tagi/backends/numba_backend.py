@@ -8,6 +8,8 @@ arrays. How it is fast:
   (``_numba_kernels.im2col``) a few samples at a time, so each chunk's columns
   are still in cache when its GEMM reads them and memory stays bounded at any
   batch size;
+- a float32 GEMM with few weights per output (the first conv layer's 32 x 75) runs in column
+  blocks small enough for OpenBLAS's unpacked small-matrix kernel (``_matmul``);
 - the forward variance is one GEMM with a doubled inner dimension:
   ``var_z = [var_w | mu_w**2 + var_w] @ [mu_a**2 ; var_a] + var_b``;
 - per chunk, one gather pass writes the window cells, their squares and the
