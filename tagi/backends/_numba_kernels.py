@@ -240,7 +240,7 @@ def images_to_cols(x, x_var, b0, out, out_var):
 
 # ----------------------------------------------------------------------------- average pooling
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def pool_sum(x, kernel, stride, pad, divisor, out):
     """out (B, C, Ho, Wo) = (sum of x (B, C, H, W) over each window) / divisor; padding reads 0.
 
@@ -253,9 +253,10 @@ def pool_sum(x, kernel, stride, pad, divisor, out):
     zero = x.dtype.type(0)
     flat = width == stride * wo
     inside = _column_masks(kernel, pad, ho * wo, wo, stride, 1, width)
-    for t in prange(batch * channels):
+    rows = np.empty((ho, width), x.dtype)                 # rows[oy] = sum of window row oy's inputs
+    for t in range(batch * channels):
         b, c = t // channels, t % channels
-        rows = np.zeros((ho, width), x.dtype)             # rows[oy] = sum of window row oy's inputs
+        rows[:] = zero
         for oy in range(ho):
             ky_lo, ky_hi = _valid(kernel, 1, oy * stride - pad, height)
             dst = rows[oy]
@@ -287,7 +288,7 @@ def pool_sum(x, kernel, stride, pad, divisor, out):
                 row[i] /= divisor
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
 def pool_spread(delta, kernel, stride, pad, scale, out):
     """out (B, C, H, W): every input cell gets scale * the sum of delta (B, C, Ho, Wo) over the
     windows that read it.
@@ -297,9 +298,10 @@ def pool_spread(delta, kernel, stride, pad, scale, out):
     of its windows (whole rows, long loops)."""
     batch, channels, height, width = out.shape
     ho, wo = delta.shape[2], delta.shape[3]
-    for t in prange(batch * channels):
+    rows = np.empty((ho, width), delta.dtype)             # rows[oy] = window row oy's spread
+    for t in range(batch * channels):
         b, c = t // channels, t % channels
-        rows = np.zeros((ho, width), delta.dtype)         # rows[oy] = window row oy's spread
+        rows[:] = 0
         for kx in range(kernel):
             ox_lo, ox_hi = _valid(wo, stride, kx - pad, width)
             for oy in range(ho):

@@ -8,6 +8,8 @@ arrays. How it is fast:
   (``_numba_kernels.im2col``) a few samples at a time, so each chunk's columns
   are still in cache when its GEMM reads them and memory stays bounded at any
   batch size;
+- a float32 GEMM with few weights per output (the first conv layer's 32 x 75) runs in column
+  blocks small enough for OpenBLAS's unpacked small-matrix kernel (``_matmul``);
 - the forward variance is one GEMM with a doubled inner dimension:
   ``var_z = [var_w | mu_w**2 + var_w] @ [mu_a**2 ; var_a] + var_b``;
 - per chunk, one gather pass writes the window cells, their squares and the
@@ -74,9 +76,31 @@ linear_param_deltas = threads.single_blas(reference.linear_param_deltas)
 NAME = "numba"
 xp = np
 
-# Elements of the column matrices of one chunk of samples (4 MiB in float32): small enough to
-# stay in cache between the gather and its GEMM, and to bound memory at any batch size.
-CHUNK_FLOATS = 1 << 20
+# Elements of the column matrices of one chunk of samples (1 MiB in float32, one core's L2 here):
+# small enough to stay in cache between the gather and its GEMM, and to bound memory at any batch
+# size. The mean-only ops (BP) have the fewest rows, hence the most samples per chunk: at 4 MiB
+# their GEMMs ran up to 1.4x slower (BP's second conv layer forward at B = 128, one thread).
+CHUNK_FLOATS = 1 << 18
+
+
+# OpenBLAS runs a float32 product of at most this many multiply-adds (M*N*K) in its small-matrix
+# kernel, without packing: on this machine a (32, 75) x (75, 6144) product (the first conv layer's
+# forward) ran 1.5x faster as column blocks of 416 than whole (float64 blocks ran slower).
+SMALL_GEMM = 1_000_000
+# ... where blocks of at least this many columns fit (narrower blocks ran no faster than one GEMM)
+MIN_BLOCK_COLUMNS = 128
+
+
+def _matmul(a, b):
+    """a (M, K) @ b (K, N): float32 in column blocks of b sized for BLAS's small-matrix kernel
+    where blocks of at least MIN_BLOCK_COLUMNS fit, else one GEMM."""
+    width = SMALL_GEMM // (a.shape[0] * a.shape[1])
+    if a.dtype != np.float32 or width < MIN_BLOCK_COLUMNS or width >= b.shape[1]:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    for j in range(0, b.shape[1], width):
+        np.matmul(a, b[:, j:j + width], out=out[:, j:j + width])
+    return out
 
 
 def _contiguous(x, shape=None):
@@ -115,7 +139,7 @@ def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
             for b0, nb in _chunks(first, count, area, p):
                 cols = np.empty((p, nb * area), dtype)
                 kernels.im2col(mu_a, None, b0, *window, cols, None, None)
-                kernels.cols_to_images(w_mu @ cols, None, mu_b, None, b0, mu_z, None)
+                kernels.cols_to_images(_matmul(w_mu, cols), None, mu_b, None, b0, mu_z, None)
         threads.split(batch, part)
         return mu_z.reshape(shape), None
     var_z = np.empty_like(mu_z)
@@ -129,7 +153,8 @@ def conv2d_forward(mu_a, var_a, mu_w, var_w, mu_b, var_b, g):
             cols_var = np.empty((w_cat.shape[1], nb * area), dtype)
             kernels.im2col(mu_a, var_a, b0, *window, cols, cols_var[:p],
                            None if var_a is None else cols_var[p:])
-            kernels.cols_to_images(w_mu @ cols, w_cat @ cols_var, mu_b, var_b, b0, mu_z, var_z)
+            kernels.cols_to_images(_matmul(w_mu, cols), _matmul(w_cat, cols_var), mu_b, var_b, b0,
+                                  mu_z, var_z)
     threads.split(batch, part)
     return mu_z.reshape(shape), var_z.reshape(shape)
 
