@@ -238,15 +238,21 @@ def plot_curves(table, curves, path):
 
 
 def plot_reliability(table, path, bins=15):
-    """Reliability diagram of each table row from its runs' latest test probabilities (pooled)."""
+    """Reliability diagram of each table row from its runs' latest test probabilities (pooled);
+    runs without test_probs.npz (results committed without them) are left out, and logged."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
     for _, row in table.iterrows():
         probs, labels = [], []
         for folder in json.loads(row["run_folders"]):
+            if not (Path(folder) / "test_probs.npz").exists():
+                log.warning("%s: no test_probs.npz, left out of the reliability diagram", folder)
+                continue
             with np.load(Path(folder) / "test_probs.npz") as record:
                 probs.append(record["probs"])
                 labels.append(record["labels"])
+        if not probs:
+            continue
         bins_table = reliability_bins(np.concatenate(probs), np.concatenate(labels), bins)
         used = bins_table[bins_table["count"] > 0]
         ax.plot(used["confidence"], used["accuracy"], marker="o", ms=3, label=_label(row))

@@ -124,6 +124,19 @@ def test_table_from_fixture_runs(tmp_path):
         gather([tmp_path / "out"])
 
 
+def test_table_from_committed_results_without_probabilities(tmp_path, caplog):
+    """Results committed as metrics.csv and summary.json only: the table and curves as before, the
+    reliability diagram without those runs, and the log says so."""
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    write_fixture_run(tmp_path / "tagi", "tagi", 0, [0.50, 0.30], 16, probs)
+    write_fixture_run(tmp_path / "bp", "bp", 0, [0.60, 0.40], 128, probs)
+    (tmp_path / "bp" / "test_probs.npz").unlink()
+    with caplog.at_level("WARNING", logger="experiments.table"):
+        text = report([tmp_path], tmp_path / "out")
+    assert "| TAGI" in text and "| BP" in text and (tmp_path / "out" / "reliability.png").exists()
+    assert f"{tmp_path / 'bp'}: no test_probs.npz, left out of the reliability diagram" in caplog.text
+
+
 def test_table_compares_at_the_published_epoch(tmp_path):
     """A run past the published E is scored at E, and only there is Δ taken."""
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
