@@ -4,14 +4,15 @@ Plain functions of a layer's hyperparameters and of one sample's input shape
 (no batch axis); this module imports no backend.
 
 - ``linear_shapes`` / ``conv2d_shapes``: the weight shape, fan-in, fan-out and
-  output shape of a layer with a weight and a bias (``ParamShapes``); a pooling
-  layer's window is ``tagi.geometry.window2d``;
+  output shape of a layer with a weight and a bias (``ParamShapes``);
+- ``Pool2dWindow``: a pooling layer's hyperparameters and window
+  (``tagi.geometry.window2d``), mixed into the TAGI and the BP pooling layers;
 - ``init_scale``: the standard deviation of the initial means (docs/math.md §2.1).
 """
 import math
 from typing import NamedTuple
 
-from .geometry import window2d
+from .geometry import check_max_pool, window2d
 
 INIT_METHODS = ("He", "Xavier")
 
@@ -46,6 +47,35 @@ def conv2d_shapes(in_channels, out_channels, kernel_size, stride, padding, paddi
     shapes = ParamShapes((out_channels, in_channels, k, k), k * k * in_channels,
                          k * k * out_channels, (out_channels, geom.out_height, geom.out_width))
     return shapes, geom
+
+
+class Pool2dWindow:
+    """A pooling layer's window over (C, H, W) maps, mixed in before a method's ``Layer``
+    (``class AvgPool2d(Pool2dWindow, Layer)``); ``stride`` defaults to ``kernel_size``.
+
+    ``build`` builds the ``Layer``, sets ``self.geom`` (``tagi.geometry.Window2d``) and returns
+    the (C, Ho, Wo) output shape; a layer with ``max_pool`` set also requires padding <
+    kernel_size (``tagi.geometry.check_max_pool``).
+    """
+
+    max_pool = False
+
+    def __init__(self, kernel_size, stride=None, padding=0, padding_type="symmetric"):
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding, self.padding_type = padding, padding_type
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.kernel_size}, {self.stride}, padding={self.padding}, "
+                f"padding_type={self.padding_type!r})")
+
+    def build(self, in_shape, backend, dtype, rng):
+        super().build(in_shape, backend, dtype, rng)
+        self.geom = window2d(self.in_shape, self.kernel_size, self.stride, self.padding,
+                             self.padding_type)
+        if self.max_pool:
+            check_max_pool(self.geom, self)
+        return (self.geom.channels, self.geom.out_height, self.geom.out_width)
 
 
 def init_scale(init_method, fan_in, fan_out):

@@ -412,12 +412,20 @@ def avgpool2d_forward(mu_a, var_a, g):
 
 def avgpool2d_backward(delta_mu, delta_var, g):
     """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W)."""
-    dtype, (delta_mu, delta_var) = _operands("avgpool2d_backward", delta_mu=delta_mu,
-                                             delta_var=delta_var)
+    return _pool2d_backward("avgpool2d_backward", delta_mu, delta_var, None, g)
+
+
+def _pool2d_backward(op, delta_mu, delta_var, index, g):
+    """The ``pool2d_backward`` kernel for ``op``: every window spreads its innovations over its
+    cells (``index`` None: average pooling) or routes them to cell ``index`` (max pooling)."""
+    dtype, (delta_mu, delta_var) = _operands(op, delta_mu=delta_mu, delta_var=delta_var)
+    if index is not None:
+        _check_on_device(op, {"index": index})
+        index = cupy.ascontiguousarray(index, dtype=np.int32)
     batch = delta_mu.shape[0]
     d_mu = cupy.empty((batch, g.channels, g.height, g.width), dtype=dtype)
     d_var = None if delta_var is None else cupy.empty_like(d_mu)
-    _elementwise("pool2d_backward", dtype, d_mu.size, delta_mu, delta_var, None, d_mu, d_var,
+    _elementwise("pool2d_backward", dtype, d_mu.size, delta_mu, delta_var, index, d_mu, d_var,
                  np.int32(batch), *_window(g))
     return d_mu, d_var
 
@@ -438,16 +446,7 @@ def maxpool2d_forward(mu_a, var_a, g):
 
 def maxpool2d_backward(delta_mu, delta_var, index, g):
     """Output innovations (B, C, Ho, Wo) -> input innovations (B, C, H, W), routed to ``index``."""
-    dtype, (delta_mu, delta_var) = _operands("maxpool2d_backward", delta_mu=delta_mu,
-                                             delta_var=delta_var)
-    _check_on_device("maxpool2d_backward", {"index": index})
-    index = cupy.ascontiguousarray(index, dtype=np.int32)
-    batch = delta_mu.shape[0]
-    d_mu = cupy.empty((batch, g.channels, g.height, g.width), dtype=dtype)
-    d_var = None if delta_var is None else cupy.empty_like(d_mu)
-    _elementwise("pool2d_backward", dtype, d_mu.size, delta_mu, delta_var, index, d_mu, d_var,
-                 np.int32(batch), *_window(g))
-    return d_mu, d_var
+    return _pool2d_backward("maxpool2d_backward", delta_mu, delta_var, index, g)
 
 
 # ----------------------------------------------------------------------------- activations (§3.5)

@@ -78,14 +78,15 @@ xp = np
 
 # Elements of the column matrices of one chunk of samples (1 MiB in float32, one core's L2 here):
 # small enough to stay in cache between the gather and its GEMM, and to bound memory at any batch
-# size. The mean-only ops (BP) have the fewest rows, hence the most samples per chunk: at 4 MiB
-# their GEMMs ran up to 1.4x slower (BP's second conv layer forward at B = 128, one thread).
+# size. The mean-only ops (BP) have the fewest rows, hence the most samples per chunk; with
+# 4 MiB chunks their GEMMs ran slower.
 CHUNK_FLOATS = 1 << 18
 
 
 # OpenBLAS runs a float32 product of at most this many multiply-adds (M*N*K) in its small-matrix
-# kernel, without packing: on this machine a (32, 75) x (75, 6144) product (the first conv layer's
-# forward) ran 1.5x faster as column blocks of 416 than whole (float64 blocks ran slower).
+# kernel, without packing; the first conv layer's forward (32 x 75 weights) gains from blocks of
+# that size (float64 blocks ran slower). The benchmark suite's per-op table
+# (``python -m benchmarks``) times that op.
 SMALL_GEMM = 1_000_000
 # ... where blocks of at least this many columns fit (narrower blocks ran no faster than one GEMM)
 MIN_BLOCK_COLUMNS = 128

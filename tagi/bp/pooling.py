@@ -1,28 +1,9 @@
 """Pooling: average (the TAGI mean pass, backend ``avgpool2d_*`` ops) and max (BP only, on ``backend.xp``)."""
-from ..geometry import check_max_pool, window2d
+from ..shapes import Pool2dWindow
 from .layer import Layer
 
 
-class _Pool2d(Layer):
-    """A pooling window over (C, H, W) maps; ``stride`` defaults to ``kernel_size``."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, padding_type="symmetric"):
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding, self.padding_type = padding, padding_type
-
-    def __repr__(self):
-        return (f"{type(self).__name__}({self.kernel_size}, {self.stride}, padding={self.padding}, "
-                f"padding_type={self.padding_type!r})")
-
-    def build(self, in_shape, backend, dtype, rng):
-        super().build(in_shape, backend, dtype, rng)
-        self.geom = window2d(self.in_shape, self.kernel_size, self.stride, self.padding,
-                             self.padding_type)
-        return (self.geom.channels, self.geom.out_height, self.geom.out_width)
-
-
-class AvgPool2d(_Pool2d):
+class AvgPool2d(Pool2dWindow, Layer):
     """Window sums divided by kernel_size**2, padding cells included (TAGI's AvgPool2d, docs/math.md §3.4)."""
 
     def forward(self, x, training=False):
@@ -36,13 +17,10 @@ class AvgPool2d(_Pool2d):
         return grad_x
 
 
-class MaxPool2d(_Pool2d):
+class MaxPool2d(Pool2dWindow, Layer):
     """Window maxima; padding cells never win. The gradient goes to the first maximal cell of each window."""
 
-    def build(self, in_shape, backend, dtype, rng):
-        out_shape = super().build(in_shape, backend, dtype, rng)
-        check_max_pool(self.geom, self)
-        return out_shape
+    max_pool = True
 
     def _offsets(self):
         """(ky, kx) of every cell of a window, in row-major order."""

@@ -17,30 +17,11 @@ windows overlap. It is not the moments of the max of the window's Gaussians: E[m
 largest mean, and the gap vanishes only when one mean stands clear of the others by several
 standard deviations (for two iid N(0, 1) cells E[max] = 1/sqrt(pi) ~ 0.564, the rule gives 0).
 """
-from ..geometry import check_max_pool, window2d
+from ..shapes import Pool2dWindow
 from .layer import Layer
 
 
-class _Pool2d(Layer):
-    """(B, C, H, W) -> (B, C, Ho, Wo); ``stride`` defaults to ``kernel_size``."""
-
-    def __init__(self, kernel_size, stride=None, padding=0, padding_type="symmetric"):
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding, self.padding_type = padding, padding_type
-
-    def __repr__(self):
-        return (f"{type(self).__name__}({self.kernel_size}, {self.stride}, padding={self.padding}, "
-                f"padding_type={self.padding_type!r})")
-
-    def build(self, in_shape, backend, dtype, rng):
-        super().build(in_shape, backend, dtype, rng)
-        self.geom = window2d(self.in_shape, self.kernel_size, self.stride, self.padding,
-                             self.padding_type)
-        return (self.geom.channels, self.geom.out_height, self.geom.out_width)
-
-
-class AvgPool2d(_Pool2d):
+class AvgPool2d(Pool2dWindow, Layer):
     """Window means of the means, window sums of the variances over K**4."""
 
     def forward(self, mu, var):
@@ -52,7 +33,7 @@ class AvgPool2d(_Pool2d):
         return self.backend.avgpool2d_backward(delta_mu, delta_var, self.geom)
 
 
-class MaxPool2d(_Pool2d):
+class MaxPool2d(Pool2dWindow, Layer):
     """The moments of each window's cell of largest mean; the same shapes as ``tagi.bp.MaxPool2d``.
 
     ``padding`` must be < ``kernel_size`` (else a window could hold padding only). The forward
@@ -60,10 +41,7 @@ class MaxPool2d(_Pool2d):
     backward.
     """
 
-    def build(self, in_shape, backend, dtype, rng):
-        out_shape = super().build(in_shape, backend, dtype, rng)
-        check_max_pool(self.geom, self)
-        return out_shape
+    max_pool = True
 
     def forward(self, mu, var):
         mu, var, self.index = self.backend.maxpool2d_forward(mu, var, self.geom)
