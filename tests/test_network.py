@@ -140,3 +140,34 @@ def test_conv_net_learns_where_the_bright_quadrant_is(rng):
         train_step(net, head, x[i:i + 8], y[i:i + 8], sigma_v=0.5)
     mu, var = net.forward(x[600:])
     assert error_rate(head.probabilities(mu, var), y[600:]) < 0.2           # constant predictor: >= 0.75
+
+
+def small_conv_net(backend="numpy", dtype="float64"):
+    """Conv, ReLU, both pools and two linear layers: every layer type that keeps forward state."""
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Linear(20, 6), nn.ReLU(), nn.Linear(6, 11),
+        input_shape=(3, 8, 8), backend=backend, dtype=dtype, seed=4)
+
+
+def test_a_batch_in_uneven_parts_trains_as_the_whole_batch(rng, monkeypatch):
+    """Sequential's parts (backend.batch_parts): each part's forward and backward on its own
+    copies of the layers, the parts' parameter deltas summed. On the float64 reference, three
+    uneven parts give the whole batch's outputs and parameters to round-off."""
+    from tagi.backends import numpy_backend
+    x, labels = rng.standard_normal((8, 3, 8, 8)), rng.integers(0, 10, 8)
+    head = nn.HierarchicalSoftmax(10)
+    whole, parted = small_conv_net(), small_conv_net()
+    for _ in range(2):
+        want = train_step(whole, head, x, labels, sigma_v=1.0)
+    monkeypatch.setattr(numpy_backend, "batch_parts", lambda batch: [(0, 3), (3, 1), (4, 4)])
+    for _ in range(2):
+        got = train_step(parted, head, x, labels, sigma_v=1.0)
+    assert sorted(parted._part_layers) == [0, 3, 4]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+    reference = whole.state_dict()
+    for key, value in parted.state_dict().items():
+        np.testing.assert_allclose(value, reference[key], rtol=1e-12, atol=1e-14, err_msg=key)
+    np.testing.assert_allclose(parted.forward(x)[1], whole.forward(x)[1], rtol=1e-12)

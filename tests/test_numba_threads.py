@@ -98,3 +98,22 @@ def test_a_forked_child_splits_with_its_own_pool():
         child.kill()
         pytest.fail("the forked child hung in split()")
     assert queue.get(timeout=5) == [2, 2]
+
+
+@TWO
+def test_a_network_trains_in_one_part_per_thread_as_the_reference_does():
+    """At 2 threads a numba network runs an odd batch in two parts (tagi.nn.Sequential), each in
+    a thread of its own; two training steps match the float64 reference."""
+    from op_parity import check_training_steps
+    from test_network import small_conv_net
+    rng = np.random.default_rng(1)
+    x, labels = rng.standard_normal((7, 3, 8, 8)), rng.integers(0, 10, 7)
+    nets = []
+
+    def make_net(name, dtype):
+        nets.append(small_conv_net(name, dtype))
+        return nets[-1]
+
+    with limit_threads(2):
+        check_training_steps(make_net, "numba", np.float32, x, labels)
+    assert [count for _, count in nets[1]._ranges] == [4, 3]

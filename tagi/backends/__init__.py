@@ -18,7 +18,7 @@ NAMES = ("numpy", "numba", "cupy")
 
 # The contract: every backend module defines these, with the reference's signatures
 # (tagi/backends/numpy_backend.py documents each op and the None conventions).
-OPS = ("asarray", "to_numpy", "synchronize",
+OPS = ("asarray", "to_numpy", "synchronize", "batch_parts", "run_parts",
        "linear_forward", "linear_backward", "linear_param_deltas",
        "conv2d_forward", "conv2d_backward", "conv2d_param_deltas",
        "avgpool2d_forward", "avgpool2d_backward", "maxpool2d_forward", "maxpool2d_backward",

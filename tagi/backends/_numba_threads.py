@@ -9,6 +9,11 @@ on its own part of the batch, with BLAS and Numba single-threaded inside, so
 the op hands off once. The parts write disjoint slices of the outputs, or
 return partial sums that the caller adds.
 
+``run(ranges, task)`` does the same for given ranges: ``tagi.nn.Sequential``
+runs a whole network's forward, then its backward, on each part of a batch,
+so that a step hands off twice. Inside a part Numba has one thread, so an
+op's own split there runs whole.
+
 The thread count is the caller's Numba setting (``numba.get_num_threads()``,
 which ``tagi.threads.limit_threads`` caps); with one thread the task runs
 whole, in the calling thread. Numba kernels must be compiled ``nogil=True``
@@ -78,21 +83,25 @@ def single_blas(op):
     return wrapped
 
 
-def split(batch, task):
-    """Run ``task(first, count)`` on one part of range(batch) per thread -> results in part order.
+def batch_parts(batch):
+    """One contiguous (first, count) part of range(batch) per thread (the caller's Numba setting)."""
+    return parts(batch, max(min(numba.get_num_threads(), batch), 1))
 
-    The calling thread runs the first part; BLAS is single-threaded until every
-    part has ended, and restored after, also when a part raises.
+
+def run(ranges, task):
+    """Run ``task(first, count)`` for each range, one per thread -> results in range order.
+
+    The calling thread runs the first range; BLAS and Numba are single-threaded
+    until every range has ended, and restored after, also when a task raises.
+    One range runs in the calling thread as it is.
     """
+    if len(ranges) <= 1:
+        return [task(*r) for r in ranges]
     threads = numba.get_num_threads()
-    n = min(threads, batch)
-    if n <= 1:
-        return [task(0, batch)]
-    ranges = parts(batch, n)
     numba.set_num_threads(1)
     try:
         with _SingleBlas():
-            futures = [_executor(n - 1).submit(task, *r) for r in ranges[1:]]
+            futures = [_executor(len(ranges) - 1).submit(task, *r) for r in ranges[1:]]
             try:
                 first = task(*ranges[0])
             finally:
@@ -100,3 +109,8 @@ def split(batch, task):
             return [first] + [future.result() for future in futures]
     finally:
         numba.set_num_threads(threads)
+
+
+def split(batch, task):
+    """Run ``task(first, count)`` on one part of range(batch) per thread -> results in part order."""
+    return run(batch_parts(batch), task)

@@ -34,6 +34,17 @@ def synchronize():
     """Wait for queued work (nothing is queued on the CPU)."""
 
 
+def batch_parts(batch):
+    """The parts a network runs a batch of ``batch`` samples in, as (first, count) ranges: here
+    one, the whole batch (the numba backend gives one part per thread)."""
+    return [(0, batch)]
+
+
+def run_parts(ranges, task):
+    """``task(first, count)`` for each range of ``batch_parts`` -> the results, in range order."""
+    return [task(first, count) for first, count in ranges]
+
+
 # ----------------------------------------------------------------------------- patches
 
 def im2col(x, g, fill=0):

@@ -1,4 +1,6 @@
 """A TAGI network: a chain of layers with one forward, one backward and one step per batch."""
+import copy
+
 import numpy as np
 
 from ..chain import build_chain, check_state_dict
@@ -10,6 +12,17 @@ def default_cap_factor(batch_size):
     if batch_size == 1:
         return 0.1
     return 2.0 if batch_size < 256 else 3.0
+
+
+def _forward(layers, mu, var):
+    for layer in layers:
+        mu, var = layer.forward(mu, var)
+    return mu, var
+
+
+def _rows(arrays, first, count):
+    """Samples first..first+count-1 of each array (None stays None)."""
+    return [None if a is None else a[first:first + count] for a in arrays]
 
 
 class Sequential:
@@ -26,6 +39,14 @@ class Sequential:
     ``forward(x)`` takes (B, *input_shape) and returns the output moments
     ``(mu, var)``, each (B, *output_shape); ``backward(delta_mu, delta_var)`` takes
     the output innovations of that batch; ``step()`` updates every parameter.
+
+    Parts: the backend may run a batch in parts (``backend.batch_parts``: on numba,
+    one contiguous part per thread). Each part then runs the whole forward and
+    backward in a thread of its own, on copies of the layers that share the
+    parameter arrays and keep their own forward state, so a step hands work
+    between threads twice instead of in every op. A parameter delta is var_w
+    (or var_w**2) times a sum over the samples, so the parts' deltas add up to
+    the whole batch's (to float round-off).
     """
 
     def __init__(self, *layers, input_shape, backend="numpy", dtype="float32", seed=None,
@@ -35,6 +56,7 @@ class Sequential:
             self.layers, input_shape, backend, dtype, seed)
         self.cap_factor = cap_factor
         self.batch_size = None
+        self._ranges, self._part_layers = None, {}
         self._first_parametric = next(
             (i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
 
@@ -70,9 +92,14 @@ class Sequential:
                                                       " with NaN, infinite or negative entries"))
         if var is None and self._first_parametric != 0:
             var = self.backend.xp.zeros_like(mu)
-        for layer in self.layers:
-            mu, var = layer.forward(mu, var)
-        return mu, var
+        self._ranges = self.backend.batch_parts(x.shape[0])
+        if len(self._ranges) == 1:
+            return _forward(self.layers, mu, var)
+        self._part_layers = {first: [copy.copy(layer) for layer in self.layers]
+                             for first, _ in self._ranges}
+        outs = self.backend.run_parts(self._ranges, lambda first, count: _forward(
+            self._part_layers[first], *_rows((mu, var), first, count)))
+        return tuple(self.backend.xp.concatenate(moment) for moment in zip(*outs))
 
     def backward(self, delta_mu, delta_var):
         """Push the output innovations (B, *output_shape) back; parameter deltas use prior parameters."""
@@ -82,8 +109,20 @@ class Sequential:
         if tuple(delta_mu.shape) != expected or tuple(delta_var.shape) != expected:
             raise ValueError(f"innovations have shapes {tuple(delta_mu.shape)} and "
                              f"{tuple(delta_var.shape)}, expected {expected}")
-        for index in range(len(self.layers) - 1, self._first_parametric - 1, -1):
-            delta_mu, delta_var = self.layers[index].backward(
+        if len(self._ranges) == 1:
+            self._backward(self.layers, delta_mu, delta_var)
+            return
+        self.backend.run_parts(self._ranges, lambda first, count: self._backward(
+            self._part_layers[first], *_rows((delta_mu, delta_var), first, count)))
+        for index, layer in enumerate(self.layers):
+            if layer.has_params:   # every delta is var_w (or var_w**2) times a sum over samples
+                part_deltas = [layers[index].deltas for layers in self._part_layers.values()]
+                layer.deltas = tuple(None if parts[0] is None else sum(parts[1:], parts[0])
+                                     for parts in zip(*part_deltas))
+
+    def _backward(self, layers, delta_mu, delta_var):
+        for index in range(len(layers) - 1, self._first_parametric - 1, -1):
+            delta_mu, delta_var = layers[index].backward(
                 delta_mu, delta_var, input_delta=index > self._first_parametric)
 
     def step(self):
