@@ -86,6 +86,29 @@ ARCHITECTURES = {
             {"type": "Linear", "in_features": 256, "out_features": OUTPUTS},
         ],
     },
+    # the "regular NN vs CNN" CIFAR-10 comparison: its fully connected net on the flattened image ...
+    "fc_3072_128": {
+        "input_shape": (3, 32, 32),
+        "layers": [
+            {"type": "Linear", "in_features": 3 * 32 * 32, "out_features": 128},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 128, "out_features": OUTPUTS},
+        ],
+    },
+    # ... and its small CNN: two 3x3 convs 32, 64 ("valid"), a max-pool after each, FC 128:
+    # 32 -> 30 -> 15 -> 13 -> 6
+    "cnn_32_64": {
+        "input_shape": (3, 32, 32),
+        "layers": [
+            {"type": "Conv2d", "in_channels": 3, "out_channels": 32, "kernel_size": 3},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 32, "out_channels": 64, "kernel_size": 3},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Linear", "in_features": 64 * 6 * 6, "out_features": 128},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 128, "out_features": OUTPUTS},
+        ],
+    },
 }
 
 

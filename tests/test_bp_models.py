@@ -10,7 +10,8 @@ from tagi.bp.loop import evaluate, predict, train_epoch, train_step
 from tagi.loop import train_step as tagi_train_step
 from tagi.models import architecture, bp_network, tagi_network
 
-TUTORIALS = {"pytorch_tutorial": 62_006, "keras_tutorial": 122_570, "cnn4_leaky_dropout": 1_084_234}
+TUTORIALS = {"pytorch_tutorial": 62_006, "keras_tutorial": 122_570, "cnn4_leaky_dropout": 1_084_234,
+             "fc_3072_128": 394_634, "cnn_32_64": 315_722}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
