@@ -41,6 +41,12 @@ from .methods import make_method, method_settings
 from .settings import SettingsError, validate
 
 log = logging.getLogger(__name__)
+
+
+class RunFolderError(RuntimeError):
+    """A run folder holds results that this run would overwrite; the message names the folder."""
+
+
 COLUMNS = ["epoch", "test_error", "test_nll", "train_error", "sigma_v", "seconds"]
 # Hydra names a run folder after its overrides; "defaults" when there are none
 OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "defaults", replace=True)
@@ -90,9 +96,35 @@ def run(cfg, out_dir):
         return _train(cfg, out_dir)
 
 
+def committed_results(cfg, out_dir):
+    """A run folder holding results but no checkpoint (committed runs keep only metrics.csv and
+    summary.json) -> its metrics when its summary says it finished at least the planned epochs
+    with this run's settings, else RunFolderError: training from scratch would overwrite them.
+    None when there is a checkpoint to resume from, no results, or ``resume`` is off."""
+    metrics_path, summary_path = out_dir / "metrics.csv", out_dir / "summary.json"
+    if not cfg.resume or (out_dir / "checkpoint.npz").exists() or not metrics_path.exists():
+        return None
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    ours = run_settings(cfg)
+    settings = [key for key in ours if key not in ("planned_epochs", "backend", "config")]
+    differ = [key for key in settings if summary.get(key) != ours[key]]
+    if summary.get("status") == "finished" and summary.get("epochs", 0) >= cfg.train.epochs and not differ:
+        log.info("%s finished %d epochs already (no checkpoint to resume from): nothing to train",
+                 out_dir, summary["epochs"])
+        return pd.read_csv(metrics_path)
+    found = (f"settings differ in {', '.join(differ)}" if differ else
+             f"status {summary.get('status', 'unknown')} after {summary.get('epochs', '?')} epochs")
+    raise RunFolderError(f"{out_dir} holds results ({found}) but no checkpoint.npz to resume from; "
+                         f"training again would overwrite them: restore the checkpoint, choose "
+                         f"another folder, or pass resume=false to start over")
+
+
 def _train(cfg, out_dir):
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
+    done = committed_results(cfg, out_dir)
+    if done is not None:
+        return done
     data = load_data(cfg.data, cfg.progress)
     method = make_method(cfg, spec, cfg.data.num_classes)
     rng = np.random.default_rng(cfg.seed)

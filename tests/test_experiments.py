@@ -166,3 +166,29 @@ def test_seed_sweep_with_each_launcher(cifar_root, tmp_path, launcher):
     runs, _ = gather([tmp_path])
     assert sorted(runs["seed"]) == [0, 1]
     assert "± " in (tmp_path / "table.md").read_text()
+
+
+def test_committed_results_without_a_checkpoint_are_kept(cifar_root, tmp_path):
+    """A finished run whose checkpoint was dropped (as committed results are) trains nothing on a
+    rerun; an unfinished one, or one asked for more epochs, is refused by folder, not overwritten."""
+    from experiments.train import RunFolderError
+    args = [f"data.root={cifar_root}", "train.epochs=2", *TINY]
+    folder = tmp_path / "run"
+    first = run(config(*args), folder)
+    (folder / "checkpoint.npz").unlink()
+    written = (folder / "metrics.csv").read_bytes()
+    again = run(config(*args), folder)
+    pd.testing.assert_frame_equal(again, first)
+    assert (folder / "metrics.csv").read_bytes() == written
+    with pytest.raises(RunFolderError, match=r"run holds results \(status finished after 2 epochs\) "
+                                             r"but no checkpoint\.npz"):
+        run(config(f"data.root={cifar_root}", "train.epochs=3", *TINY), folder)
+    with pytest.raises(RunFolderError, match=r"settings differ in seed"):
+        run(config(*args, "seed=5"), folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**summary, "status": "unfinished"}))
+    with pytest.raises(RunFolderError, match=r"status unfinished after 2 epochs"):
+        run(config(*args), folder)
+    assert (folder / "metrics.csv").read_bytes() == written
+    restarted = run(config(*args, "resume=false"), folder)
+    assert len(restarted) == 2
