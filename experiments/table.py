@@ -188,6 +188,13 @@ def markdown(table, left_apart=None):
     """The table as markdown, in the published layout plus uncertainty, settings and notes
     (a "network" column where the rows hold more than one, the published columns only where
     a row has a published figure); then the runs left apart (diverged, unfinished), if any."""
+    text = _finished_markdown(table) if len(table) else "(no finished runs)"
+    if left_apart is not None and len(left_apart):
+        text += "\n\nNot in the table (diverged or unfinished):\n\n" + left_apart.to_markdown(index=False)
+    return text
+
+
+def _finished_markdown(table):
     shown = pd.DataFrame({
         "network": table["model"],
         "Model": table["method"].str.upper(), "settings": table["settings"],
@@ -208,10 +215,7 @@ def markdown(table, left_apart=None):
         shown = shown.drop(columns="network")
     if table[["published_error_e1", "published_error_final"]].isna().all(axis=None):
         shown = shown.drop(columns=["Δ e=1", "published e=1", "published e=E (E)", "Δ e=E"])
-    text = shown.to_markdown(index=False) if len(shown) else "(no finished runs)"
-    if left_apart is not None and len(left_apart):
-        text += "\n\nNot in the table (diverged or unfinished):\n\n" + left_apart.to_markdown(index=False)
-    return text
+    return shown.to_markdown(index=False)
 
 
 def _label(row):

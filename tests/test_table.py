@@ -107,3 +107,15 @@ def test_zoo_table_has_a_row_per_network_and_method(cifar_root, tmp_path, capsys
     assert header.split("|")[1].strip() == "network" and "published" not in header and "Δ" not in header
     assert "settings" not in header and (rows["settings"] == "").all()
     assert rows["test_nll"].gt(0).all() and rows["test_ece"].between(0, 1).all()
+
+
+def test_a_table_of_unfinished_runs_only_lists_them(cifar_root, tmp_path, capsys, monkeypatch):
+    """A protocol part-way through (no run has finished yet) still gets its table: no rows, the
+    unfinished runs listed apart."""
+    interrupt_in_epoch(monkeypatch, methods.TagiMethod, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(f"data.root={cifar_root}", *FULL, "train.epochs=2"), tmp_path / "runs" / "cut")
+    text, rows = table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    assert len(rows) == 0 and text.startswith("(no finished runs)")
+    assert "cut " in text and "unfinished" in text and "1 of 2" in text
+    assert (tmp_path / "out" / "curves.png").exists()
