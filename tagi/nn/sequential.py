@@ -94,6 +94,7 @@ class Sequential:
             var = self.backend.xp.zeros_like(mu)
         self._ranges = self.backend.batch_parts(x.shape[0])
         if len(self._ranges) == 1:
+            self._part_layers = {}          # no copies from an earlier batch kept alive
             return _forward(self.layers, mu, var)
         self._part_layers = {first: [copy.copy(layer) for layer in self.layers]
                              for first, _ in self._ranges}
