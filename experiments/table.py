@@ -11,12 +11,16 @@ reported. Each row gives the test error after epoch 1 and after the published
 epoch count E when every run reached it, else after the epochs run, with "published
 E not reached (ran N)"; a difference Δ to the published figure is only ever
 between the same epochs, and only for runs on the full data. Diverged and
-unfinished runs are listed apart, never averaged in. Writes ``table.md``,
-``table.csv``, ``curves.png`` (test error per epoch) and ``reliability.png`` to ``--out``.
+unfinished runs are listed apart, never averaged in. Below the table, every run
+gets a line of its own: its errors, NLL, ECE, training time and wall time. Writes
+``table.md``, ``table.csv``, ``runs.csv`` (the per-run lines), ``curves.png`` (test
+error per epoch) and ``reliability.png`` to ``--out``.
 """
 import argparse
 import json
 import logging
+import re
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -90,6 +94,98 @@ def gather(paths):
     if not curves:                                           # every run diverged in its first epoch
         curves = [pd.DataFrame({"epoch": [], "test_error": [], "test_nll": [], "run": []})]
     return pd.DataFrame(summaries), pd.concat(curves, ignore_index=True)
+
+
+# a train.log line: "[2026-12-01 14:15:29,972][__main__][INFO] - message"
+_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[[^\]]*\]\[\w+\] - (.*)$")
+_EPOCH_DONE = re.compile(r"^epoch (\d+): test error")
+
+
+def wall_seconds(log_path, epochs):
+    """Wall seconds of epochs 1..``epochs`` from a run's train.log (the main job's Hydra log,
+    appended to by every launch), training, evaluation and writing the results included: each
+    epoch counts from its launch's "run folder" line (data loaded, network built) or from the
+    previous epoch's line, whichever is later, to its own line; a launch refused at the start
+    writes no "run folder" line and counts nothing. An epoch logged twice counts its last time.
+    -> float, NaN without a log or when an epoch's line is missing."""
+    path = Path(log_path)
+    if not path.exists():
+        return float("nan")
+    records = []                                       # (time, message with its continuation lines)
+    for line in path.read_text(errors="replace").splitlines():
+        match = _LOG_LINE.match(line)
+        if match:
+            records.append([datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f"), match[2]])
+        elif records:
+            records[-1][1] += "\n" + line
+    per_epoch, start = {}, None
+    for when, message in records:
+        done = _EPOCH_DONE.match(message)
+        if done and start is not None:
+            per_epoch[int(done[1])] = (when - start).total_seconds()
+            start = when
+        elif ", run folder " in message:
+            start = when
+    if any(epoch not in per_epoch for epoch in range(1, epochs + 1)):
+        return float("nan")
+    return float(sum(per_epoch[epoch] for epoch in range(1, epochs + 1)))
+
+
+def per_run(runs, curves):
+    """One row per run, every status: method, seed, status, epochs done of those planned, test
+    error after epoch 1, at the last epoch and at its best (with that epoch), the last epoch's
+    test NLL and ECE, training seconds (metrics.csv, evaluation left out) and wall seconds
+    (``wall_seconds`` of its train.log) -> DataFrame, in the table's method order."""
+    rows = []
+    for _, run in runs.iterrows():
+        curve = curves[curves["run"] == run["run"]].sort_values("epoch")
+        epochs = int(run["epochs"])
+        best = curve.loc[curve["test_error"].idxmin()] if len(curve) else None
+        rows.append({
+            "run": Path(run["run"]).name, "model": run["model"], "method": run["method"],
+            "seed": run["seed"], "status": run["status"], "epochs": epochs,
+            "planned_epochs": run["planned_epochs"],
+            "error_e1": run.get("error_e1", np.nan), "error_last": run.get("test_error", np.nan),
+            "error_best": np.nan if best is None else float(best["test_error"]),
+            "best_epoch": np.nan if best is None else int(best["epoch"]),
+            "test_nll": run.get("test_nll", np.nan), "test_ece": run.get("test_ece", np.nan),
+            "train_seconds": run.get("train_seconds", np.nan),
+            "wall_seconds": wall_seconds(Path(run["run"]) / "train.log", epochs)})
+    order = {"tagi": 0, "bp": 1}
+    table = pd.DataFrame(rows)
+    if not len(table):
+        return table
+    table = table.sort_values(["model", "seed"], kind="stable")
+    return table.sort_values("method", key=lambda m: m.map(order).fillna(len(order)), kind="stable",
+                             ignore_index=True)
+
+
+def _duration(seconds):
+    if pd.isna(seconds):
+        return "–"
+    minutes = int(round(seconds / 60))
+    return f"{seconds:,.0f} s ({minutes // 60} h {minutes % 60:02d} min)"
+
+
+def _decimal(value):
+    return "–" if pd.isna(value) else f"{value:.3f}"
+
+
+def runs_markdown(table):
+    """The per-run lines as markdown."""
+    return pd.DataFrame({
+        "network": table["model"], "Model": table["method"].str.upper(), "seed": table["seed"],
+        "epochs": [f"{e} of {p}" + ("" if s == "finished" else f" ({s})")
+                   for e, p, s in zip(table["epochs"], table["planned_epochs"], table["status"])],
+        "error e=1": table["error_e1"].map(_percent),
+        "error, last epoch": table["error_last"].map(_percent),
+        "best error (epoch)": [f"{_percent(e)} ({'–' if np.isnan(b) else int(b)})"
+                               for e, b in zip(table["error_best"], table["best_epoch"])],
+        "test NLL": table["test_nll"].map(_decimal),
+        "ECE": table["test_ece"].map(_decimal),
+        "training time": table["train_seconds"].map(_duration),
+        "wall time": table["wall_seconds"].map(_duration),
+    }).to_markdown(index=False)
 
 
 def _mean_std(values):
@@ -275,9 +371,11 @@ def report(paths, out):
     table = results_table(runs, curves)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(table, apart(runs))
+    each = per_run(runs, curves)
+    text = markdown(table, apart(runs)) + "\n\nEvery run:\n\n" + runs_markdown(each)
     (out / "table.md").write_text(text + "\n")
     table.to_csv(out / "table.csv", index=False)
+    each.to_csv(out / "runs.csv", index=False)
     plot_curves(table, curves, out / "curves.png")
     plot_reliability(table, out / "reliability.png")
     return text

@@ -1,6 +1,7 @@
 """The results table compares like with like: real main-job runs on tiny data, the real table script."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -119,3 +120,33 @@ def test_a_table_of_unfinished_runs_only_lists_them(cifar_root, tmp_path, capsys
     assert len(rows) == 0 and text.startswith("(no finished runs)")
     assert "cut " in text and "unfinished" in text and "1 of 2" in text
     assert (tmp_path / "out" / "curves.png").exists()
+    every = pd.read_csv(tmp_path / "out" / "runs.csv")                    # its line in the per-run table
+    assert every[["run", "status", "epochs", "planned_epochs"]].values.tolist() == [["cut", "unfinished", 1, 2]]
+    assert every["train_seconds"].gt(0).all() and every["wall_seconds"].isna().all()   # no train.log
+    assert "| 1 of 2 (unfinished) |" in text.split("Every run:")[1]
+
+
+def test_wall_time_counts_each_epoch_of_every_launch_from_the_run_log(tmp_path):
+    """Two launches of one run (the second resumes after epoch 2) and a third launch refused at
+    the start, its line among the first launch's: the wall time is each epoch's time from the
+    previous epoch's line or from its launch's "run folder" record, the pause between launches
+    and the refused launch left out."""
+    log = tmp_path / "train.log"
+    stamp = "[2026-12-01 {}][__main__][INFO] - {}"
+    log.write_text("\n".join([
+        stamp.format("10:00:00,000", "CPU threads capped at 1"),
+        stamp.format("10:00:01,500", "Sequential(\n  Linear(4, 2),\n)"),
+        "100 train / 20 test images, run folder /runs/a",
+        stamp.format("10:01:41,500", "epoch 1: test error 0.5000, test NLL 1.0000, train error 0.5"),
+        stamp.format("10:02:00,000", "CPU threads capped at 1"),              # refused: folder held
+        stamp.format("10:03:01,750", "epoch 2: test error 0.4000, test NLL 0.9000, train error 0.4"),
+        stamp.format("12:00:00,000", "CPU threads capped at 1"),
+        stamp.format("12:00:02,000", "Sequential(\n  Linear(4, 2),\n)\n100 train / 20 test images, "
+                                     "run folder /runs/a"),
+        stamp.format("12:00:02,100", "resumed from /runs/a/checkpoint.npz after epoch 2"),
+        stamp.format("12:01:32,000", "epoch 3: test error 0.3000, test NLL 0.8000, train error 0.3"),
+    ]) + "\n")
+    assert table.wall_seconds(log, 3) == pytest.approx(100.0 + 80.25 + 90.0)
+    assert table.wall_seconds(log, 2) == pytest.approx(180.25)
+    assert np.isnan(table.wall_seconds(log, 4))                                  # epoch 4 not logged
+    assert np.isnan(table.wall_seconds(tmp_path / "none.log", 1))
