@@ -14,7 +14,7 @@ between the same epochs, and only for runs on the full data. Diverged and
 unfinished runs are listed apart, never averaged in. Below the table, every run
 gets a line of its own: its errors, NLL, ECE, training time and wall time. Writes
 ``table.md``, ``table.csv``, ``runs.csv`` (the per-run lines), ``curves.png`` (test
-error per epoch) and ``reliability.png`` to ``--out``.
+error and test NLL per epoch) and ``reliability.png`` to ``--out``.
 """
 import argparse
 import json
@@ -320,18 +320,25 @@ def _label(row):
 
 
 def plot_curves(table, curves, path):
-    """Test error per epoch of each table row, mean over its runs with a min-max band."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    """Test error and test NLL per epoch of each table row, side by side: the mean over its runs
+    with a min-max band."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for _, row in table.iterrows():
         group = curves[curves["run"].isin(json.loads(row["run_folders"]))]
-        stats = group.groupby("epoch")["test_error"].agg(["mean", "min", "max"])
-        line, = ax.plot(stats.index, 100 * stats["mean"], marker="o", ms=3, label=_label(row))
-        ax.fill_between(stats.index, 100 * stats["min"], 100 * stats["max"], color=line.get_color(),
-                        alpha=0.2)
-    ax.set(xlabel="epoch", ylabel="test error (%)", title="Test error per epoch")
-    ax.grid(alpha=0.3)
-    if len(table):
-        ax.legend()
+        color = None
+        for ax, column, scale in ((axes[0], "test_error", 100), (axes[1], "test_nll", 1)):
+            stats = group.groupby("epoch")[column].agg(["mean", "min", "max"])
+            line, = ax.plot(stats.index, scale * stats["mean"], marker="o", ms=3, color=color,
+                            label=_label(row))
+            color = line.get_color()
+            ax.fill_between(stats.index, scale * stats["min"], scale * stats["max"], color=color,
+                            alpha=0.2)
+    axes[0].set(xlabel="epoch", ylabel="test error (%)", title="Test error per epoch")
+    axes[1].set(xlabel="epoch", ylabel="test NLL (nats)", title="Test NLL per epoch")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if len(table):
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
