@@ -185,7 +185,7 @@ def runs_markdown(table):
         "ECE": table["test_ece"].map(_decimal),
         "training time": table["train_seconds"].map(_duration),
         "wall time": table["wall_seconds"].map(_duration),
-    }).to_markdown(index=False)
+    }).to_markdown(index=False, disable_numparse=True)
 
 
 def _mean_std(values):
@@ -311,7 +311,7 @@ def _finished_markdown(table):
         shown = shown.drop(columns="network")
     if table[["published_error_e1", "published_error_final"]].isna().all(axis=None):
         shown = shown.drop(columns=["Δ e=1", "published e=1", "published e=E (E)", "Δ e=E"])
-    return shown.to_markdown(index=False)
+    return shown.to_markdown(index=False, disable_numparse=True)
 
 
 def _label(row):
