@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from hydra.experimental.callback import Callback
 
-from tagi.metrics import reliability_bins
+from tagi.metrics import pooled_reliability, reliability_sums
 
 from .checkpoint import flatten
 
@@ -85,6 +85,7 @@ def gather(paths):
         summary = json.loads((folder / "summary.json").read_text())
         key = run_key(summary)
         summary.pop("config", None)
+        summary.pop("reliability", None)                  # plot_reliability reads it from the file
         summaries.append({**summary, "status": status(summary), "key": json.dumps(key, sort_keys=True),
                           "run": str(folder)})
         if (folder / "metrics.csv").exists():
@@ -344,23 +345,30 @@ def plot_curves(table, curves, path):
     plt.close(fig)
 
 
-def plot_reliability(table, path, bins=15):
-    """Reliability diagram of each table row from its runs' latest test probabilities (pooled);
-    runs without test_probs.npz (results committed without them) are left out, and logged."""
+def run_reliability(folder):
+    """A run's reliability bins as sums (``tagi.metrics.reliability_sums``): from its summary.json,
+    else from its test_probs.npz; None, logged, when it has neither."""
+    summary = json.loads((Path(folder) / "summary.json").read_text())
+    if "reliability" in summary:
+        return summary["reliability"]
+    if (Path(folder) / "test_probs.npz").exists():
+        with np.load(Path(folder) / "test_probs.npz") as record:
+            return reliability_sums(record["probs"], record["labels"])
+    log.warning("%s: no reliability bins in summary.json and no test_probs.npz, left out of the "
+                "reliability diagram", folder)
+    return None
+
+
+def plot_reliability(table, path):
+    """Reliability diagram of each table row, its runs' latest test predictions pooled (the bins
+    that summary.json keeps, or test_probs.npz for runs written before it kept them)."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
     for _, row in table.iterrows():
-        probs, labels = [], []
-        for folder in json.loads(row["run_folders"]):
-            if not (Path(folder) / "test_probs.npz").exists():
-                log.warning("%s: no test_probs.npz, left out of the reliability diagram", folder)
-                continue
-            with np.load(Path(folder) / "test_probs.npz") as record:
-                probs.append(record["probs"])
-                labels.append(record["labels"])
-        if not probs:
+        sums = [s for s in map(run_reliability, json.loads(row["run_folders"])) if s is not None]
+        if not sums:
             continue
-        bins_table = reliability_bins(np.concatenate(probs), np.concatenate(labels), bins)
+        bins_table = pooled_reliability(sums)
         used = bins_table[bins_table["count"] > 0]
         ax.plot(used["confidence"], used["accuracy"], marker="o", ms=3, label=_label(row))
     ax.set(xlabel="confidence (max class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),

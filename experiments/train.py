@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 
 from tagi.data import Batches, download_cifar10, load_cifar10
 from tagi.divergence import DivergenceError, nonfinite_keys
-from tagi.metrics import error_rate, expected_calibration_error, nll
+from tagi.metrics import error_rate, expected_calibration_error, nll, reliability_sums
 from tagi.models import architecture
 from tagi.threads import check_thread_count, limit_threads
 
@@ -158,7 +158,7 @@ def _train(cfg, out_dir):
         write_csv(pd.DataFrame(rows, columns=COLUMNS), out_dir / "metrics.csv")
         atomic_write(out_dir / "test_probs.npz",
                      lambda f: np.savez_compressed(f, probs=probs.astype(np.float32), labels=labels))
-        write_summary(out_dir, cfg, rows, expected_calibration_error(probs, labels))
+        write_summary(out_dir, cfg, rows, probs, labels)
         checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,   # last: the
                                        "rng": rng.bit_generator.state, "rows": rows})  # epoch is done
         log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, %.1f s (%.0f images/s)",
@@ -207,13 +207,16 @@ def run_settings(cfg):
             "config": OmegaConf.to_container(cfg, resolve=True)}
 
 
-def write_summary(out_dir, cfg, rows, ece):
+def write_summary(out_dir, cfg, rows, probs, labels):
     """summary.json: status ("finished" or, before the planned epochs are done, "unfinished"),
-    the latest epoch's scores, the first epoch's error, time, and the settings."""
+    the latest epoch's scores (its test probabilities ``probs`` (N, K) against ``labels`` (N,) give
+    the ECE and the reliability bins as sums, ``reliability_sums``), the first epoch's error,
+    time, and the settings."""
     last = rows[-1]
     summary = {"status": "finished" if last["epoch"] >= cfg.train.epochs else "unfinished",
                "epochs": last["epoch"], "test_error": last["test_error"], "test_nll": last["test_nll"],
-               "test_ece": ece, "error_e1": rows[0]["test_error"],
+               "test_ece": expected_calibration_error(probs, labels),
+               "reliability": reliability_sums(probs, labels), "error_e1": rows[0]["test_error"],
                "train_seconds": sum(row["seconds"] for row in rows), "peak_rss_mib": peak_rss_mib(),
                **run_settings(cfg)}
     atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))

@@ -45,6 +45,27 @@ def reliability_bins(probs, labels, bins=15):
                          "confidence": mean_conf, "accuracy": accuracy})
 
 
+def reliability_sums(probs, labels, bins=15):
+    """The reliability bins as sums, which add up over runs: {"count", "confidence_sum",
+    "correct"}, each a list of ``bins`` numbers (samples, their summed max probability, how many
+    of them are right) -> dict of lists, JSON-able; ``pooled_reliability`` turns summed ones back."""
+    table = reliability_bins(probs, labels, bins)
+    return {"count": table["count"].astype(int).tolist(),
+            "confidence_sum": np.nan_to_num(table["confidence"] * table["count"]).tolist(),
+            "correct": np.rint(np.nan_to_num(table["accuracy"] * table["count"])).astype(int).tolist()}
+
+
+def pooled_reliability(sums):
+    """A list of ``reliability_sums`` (runs of one comparison) -> the reliability_bins DataFrame of
+    all their samples together."""
+    count = np.sum([s["count"] for s in sums], axis=0)
+    edges = np.linspace(0.0, 1.0, len(count) + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "count": count,
+                             "confidence": np.sum([s["confidence_sum"] for s in sums], axis=0) / count,
+                             "accuracy": np.sum([s["correct"] for s in sums], axis=0) / count})
+
+
 def expected_calibration_error(probs, labels, bins=15):
     """ECE: sum over confidence bins of (share of samples) * |accuracy - mean confidence|."""
     table = reliability_bins(probs, labels, bins)

@@ -13,7 +13,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from experiments import checkpoint
-from experiments.table import report, results_table, gather
+from experiments.table import gather, report, results_table, run_reliability
+from tagi.metrics import expected_calibration_error, pooled_reliability, reliability_sums
 from experiments.train import run
 from run_support import interrupt_in_epoch
 
@@ -125,16 +126,25 @@ def test_table_from_fixture_runs(tmp_path):
 
 
 def test_table_from_committed_results_without_probabilities(tmp_path, caplog):
-    """Results committed as metrics.csv and summary.json only: the table and curves as before, the
-    reliability diagram without those runs, and the log says so."""
+    """Results committed as metrics.csv and summary.json only: the table and curves as before; the
+    reliability diagram pools a run by the bins its summary keeps, else by its test_probs.npz, and
+    leaves out, and logs, a run with neither."""
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
     write_fixture_run(tmp_path / "tagi", "tagi", 0, [0.50, 0.30], 16, probs)
     write_fixture_run(tmp_path / "bp", "bp", 0, [0.60, 0.40], 128, probs)
-    (tmp_path / "bp" / "test_probs.npz").unlink()
+    write_fixture_run(tmp_path / "bp1", "bp", 1, [0.60, 0.40], 128, probs)
+    summary = json.loads((tmp_path / "bp1" / "summary.json").read_text())
+    summary["reliability"] = reliability_sums(probs, np.array([0, 1, 1, 0]))
+    (tmp_path / "bp1" / "summary.json").write_text(json.dumps(summary))
+    for run in ("bp", "bp1"):
+        (tmp_path / run / "test_probs.npz").unlink()
     with caplog.at_level("WARNING", logger="experiments.table"):
         text = report([tmp_path], tmp_path / "out")
     assert "| TAGI" in text and "| BP" in text and (tmp_path / "out" / "reliability.png").exists()
-    assert f"{tmp_path / 'bp'}: no test_probs.npz, left out of the reliability diagram" in caplog.text
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [f"{tmp_path / 'bp'}: no reliability bins in summary.json and no test_probs.npz, "
+                      "left out of the reliability diagram"]
+    assert run_reliability(tmp_path / "bp1") == run_reliability(tmp_path / "tagi")   # summary = probs
 
 
 def test_table_compares_at_the_published_epoch(tmp_path):
@@ -175,6 +185,14 @@ def test_committed_results_without_a_checkpoint_are_kept(cifar_root, tmp_path):
     args = [f"data.root={cifar_root}", "train.epochs=2", *TINY]
     folder = tmp_path / "run"
     first = run(config(*args), folder)
+    summary = json.loads((folder / "summary.json").read_text())    # the calibration kept without probs
+    with np.load(folder / "test_probs.npz") as record:
+        probs, labels = record["probs"], record["labels"]
+    kept = pooled_reliability([summary["reliability"]])
+    assert kept["count"].sum() == len(labels)
+    right = np.nansum(kept["accuracy"] * kept["count"])
+    assert right == pytest.approx(len(labels) * (1 - first["test_error"].iloc[-1]))
+    assert summary["test_ece"] == pytest.approx(expected_calibration_error(probs, labels))
     (folder / "checkpoint.npz").unlink()
     written = (folder / "metrics.csv").read_bytes()
     again = run(config(*args), folder)

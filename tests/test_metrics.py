@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from tagi.metrics import error_rate, expected_calibration_error, nll, reliability_bins
+from tagi.metrics import (error_rate, expected_calibration_error, nll, pooled_reliability,
+                          reliability_bins, reliability_sums)
 
 PROBS = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6]])
 LABELS = np.array([0, 1, 1, 0])          # right, wrong, right, wrong
@@ -24,3 +25,15 @@ def test_reliability_and_ece():
     assert expected_calibration_error(PROBS, LABELS, bins=5) == pytest.approx(ece)
     perfect = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert expected_calibration_error(perfect, np.array([0, 1])) == 0.0
+
+
+def test_reliability_sums_of_runs_pool_to_the_bins_of_all_their_samples():
+    rng = np.random.default_rng(0)
+    runs = [(rng.dirichlet(np.ones(10) * a, size=n), rng.integers(0, 10, size=n))
+            for a, n in ((0.3, 500), (1.0, 300), (3.0, 200))]
+    pooled = pooled_reliability([reliability_sums(p, y) for p, y in runs])
+    together = reliability_bins(np.concatenate([p for p, _ in runs]), np.concatenate([y for _, y in runs]))
+    assert pooled["count"].tolist() == together["count"].tolist() and together["count"].sum() == 1000
+    np.testing.assert_allclose(pooled["confidence"], together["confidence"], rtol=1e-12)
+    np.testing.assert_allclose(pooled["accuracy"], together["accuracy"], rtol=1e-12)
+    assert (together["count"] == 0).any() and pooled["confidence"][together["count"] == 0].isna().all()
