@@ -139,7 +139,7 @@ def per_run(runs, curves):
     (``wall_seconds`` of its train.log) -> DataFrame, in the table's method order."""
     rows = []
     for _, run in runs.iterrows():
-        curve = curves[curves["run"] == run["run"]].sort_values("epoch")
+        curve = curves[curves["run"] == run["run"]]
         epochs = int(run["epochs"])
         best = curve.loc[curve["test_error"].idxmin()] if len(curve) else None
         rows.append({
@@ -152,11 +152,13 @@ def per_run(runs, curves):
             "test_nll": run.get("test_nll", np.nan), "test_ece": run.get("test_ece", np.nan),
             "train_seconds": run.get("train_seconds", np.nan),
             "wall_seconds": wall_seconds(Path(run["run"]) / "train.log", epochs)})
-    order = {"tagi": 0, "bp": 1}
     table = pd.DataFrame(rows)
-    if not len(table):
-        return table
-    table = table.sort_values(["model", "seed"], kind="stable")
+    return _in_method_order(table.sort_values(["model", "seed"], kind="stable")) if len(table) else table
+
+
+def _in_method_order(table):
+    """Rows sorted stably by method in the published table's order (TAGI, BP, then the rest)."""
+    order = {"tagi": 0, "bp": 1}
     return table.sort_values("method", key=lambda m: m.map(order).fillna(len(order)), kind="stable",
                              ignore_index=True)
 
@@ -258,9 +260,7 @@ def results_table(runs, curves):
         return pd.DataFrame(columns=["model", "method", "settings", "key", "run_folders"])
     table = pd.DataFrame(rows)
     table.insert(2, "settings", _differing(keys))
-    order = {"tagi": 0, "bp": 1}                          # the published table's row order
-    table = table.sort_values("method", key=lambda m: m.map(order).fillna(len(order)), kind="stable")
-    return table.sort_values("model", kind="stable", ignore_index=True)
+    return _in_method_order(table).sort_values("model", kind="stable", ignore_index=True)
 
 
 def apart(runs):

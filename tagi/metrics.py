@@ -32,27 +32,21 @@ def nll(probs, labels, floor=1e-30):
 def reliability_bins(probs, labels, bins=15):
     """Confidence (max probability) in ``bins`` equal-width bins: a DataFrame with one row per bin,
     columns lower, upper, count, confidence (mean in the bin), accuracy (fraction correct)."""
-    probs = _checked(probs)
-    confidence = np.max(probs, axis=1)
-    correct = np.argmax(probs, axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(which, weights=confidence, minlength=bins) / count
-        accuracy = np.bincount(which, weights=correct, minlength=bins) / count
-    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "count": count,
-                         "confidence": mean_conf, "accuracy": accuracy})
+    return pooled_reliability([reliability_sums(probs, labels, bins)])
 
 
 def reliability_sums(probs, labels, bins=15):
     """The reliability bins as sums, which add up over runs: {"count", "confidence_sum",
     "correct"}, each a list of ``bins`` numbers (samples, their summed max probability, how many
     of them are right) -> dict of lists, JSON-able; ``pooled_reliability`` turns summed ones back."""
-    table = reliability_bins(probs, labels, bins)
-    return {"count": table["count"].astype(int).tolist(),
-            "confidence_sum": np.nan_to_num(table["confidence"] * table["count"]).tolist(),
-            "correct": np.rint(np.nan_to_num(table["accuracy"] * table["count"])).astype(int).tolist()}
+    probs = _checked(probs)
+    confidence = np.max(probs, axis=1)
+    correct = np.argmax(probs, axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    return {"count": np.bincount(which, minlength=bins).tolist(),
+            "confidence_sum": np.bincount(which, weights=confidence, minlength=bins).tolist(),
+            "correct": np.bincount(which, weights=correct, minlength=bins).astype(int).tolist()}
 
 
 def pooled_reliability(sums):
