@@ -9,7 +9,8 @@ dtype, debug or not); rows of one model and method that differ show the differin
 settings. ``seeds`` counts distinct seeds; a seed run twice is used once and
 reported. Each row gives the test error after epoch 1 and after the published
 epoch count E when every run reached it, else after the epochs run, with "published
-E not reached (ran N)"; a difference Δ to the published figure is only ever
+E not reached (ran N)", and the test NLL and ECE there, each as mean ± std over the
+seeds (sample std, ddof=1; none for one seed); a difference Δ to the published figure is only ever
 between the same epochs, and only for runs on the full data. Diverged and
 unfinished runs are listed apart, never averaged in. Below the table, every run
 gets a line of its own: its errors, NLL, ECE, training time and wall time. Writes
@@ -236,6 +237,8 @@ def results_table(runs, curves):
         epoch = min(ran, published.get("epochs", ran))
         e1, e1_std = _mean_std(_at_epoch(curves, folders, 1, "test_error"))
         err, err_std = _mean_std(_at_epoch(curves, folders, epoch, "test_error"))
+        nll, nll_std = _mean_std(_at_epoch(curves, folders, epoch, "test_nll"))
+        ece, ece_std = _mean_std(per_seed["test_ece"]) if epoch == ran else (np.nan, np.nan)
         notes = [f"repeated seed {', '.join(map(str, repeated))} (used once)"] if repeated else []
         if published and ran < published["epochs"]:
             notes.append(f"published E not reached (ran {ran})")
@@ -246,8 +249,7 @@ def results_table(runs, curves):
             "model": key["model"], "method": key["method"], "seeds": len(per_seed), "runs": len(group),
             "error_e1": e1, "error_e1_std": e1_std, "error_at_e": err, "error_at_e_std": err_std,
             "epochs": epoch, "planned_epochs": key["planned_epochs"], "batch_size": key["batch_size"],
-            "test_nll": float(np.mean(_at_epoch(curves, folders, epoch, "test_nll"))),
-            "test_ece": float(per_seed["test_ece"].mean()) if epoch == ran else np.nan,
+            "test_nll": nll, "test_nll_std": nll_std, "test_ece": ece, "test_ece_std": ece_std,
             "published_error_e1": published.get("error_e1", np.nan),
             "published_error_final": published.get("error_final", np.nan),
             "published_epochs": published.get("epochs", np.nan),
@@ -274,7 +276,11 @@ def apart(runs):
 def _percent(mean, std=np.nan):
     if np.isnan(mean):
         return "–"
-    return f"{100 * mean:.2f} %" + ("" if np.isnan(std) else f" ± {100 * std:.2f}")
+    return f"{100 * mean:.2f}" + ("" if np.isnan(std) else f" ± {100 * std:.2f}") + " %"
+
+
+def _decimal_std(mean, std):
+    return _decimal(mean) + ("" if np.isnan(mean) or np.isnan(std) else f" ± {std:.3f}")
 
 
 def _points(diff):
@@ -299,8 +305,8 @@ def _finished_markdown(table):
         "Δ e=1": table["diff_e1"].map(_points),
         "error e=E": [_percent(m, s) for m, s in zip(table["error_at_e"], table["error_at_e_std"])],
         "E": table["epochs"], "B": table["batch_size"], "seeds": table["seeds"],
-        "test NLL": table["test_nll"].map("{:.3f}".format),
-        "ECE": table["test_ece"].map(lambda v: "–" if np.isnan(v) else f"{v:.3f}"),
+        "test NLL": [_decimal_std(m, s) for m, s in zip(table["test_nll"], table["test_nll_std"])],
+        "ECE": [_decimal_std(m, s) for m, s in zip(table["test_ece"], table["test_ece_std"])],
         "published e=1": table["published_error_e1"].map(_percent),
         "published e=E (E)": [f"{_percent(p)} ({'–' if np.isnan(e) else int(e)})"
                               for p, e in zip(table["published_error_final"], table["published_epochs"])],

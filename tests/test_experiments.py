@@ -89,15 +89,15 @@ def test_checkpoint_refusals(cifar_root, tmp_path):
         run(config(f"data.root={cifar_root}", *TINY), tmp_path)
 
 
-def write_fixture_run(folder, method, seed, errors, batch_size, probs):
+def write_fixture_run(folder, method, seed, errors, batch_size, probs, nll=1.0, ece=0.05):
     """A finished run folder as the main job writes it, with chosen numbers, on the full data."""
     folder.mkdir(parents=True)
-    pd.DataFrame({"epoch": range(1, len(errors) + 1), "test_error": errors, "test_nll": 1.0,
+    pd.DataFrame({"epoch": range(1, len(errors) + 1), "test_error": errors, "test_nll": nll,
                   "train_error": 0.5, "sigma_v": 1.0, "seconds": 1.0}).to_csv(folder / "metrics.csv", index=False)
     summary = {"status": "finished", "method": method, "model": "cifar10_3conv", "seed": seed,
                "epochs": len(errors), "planned_epochs": len(errors), "batch_size": batch_size,
                "train_limit": None, "test_limit": None, "dtype": "float32", "debug_run": False,
-               "test_error": errors[-1], "test_nll": 1.2, "test_ece": 0.05, "error_e1": errors[0],
+               "test_error": errors[-1], "test_nll": nll, "test_ece": ece, "error_e1": errors[0],
                "config": {"method": {"name": method, "sigma_v": 1.0}, "model": {"layers": None}}}
     (folder / "summary.json").write_text(json.dumps(summary))
     np.savez(folder / "test_probs.npz", probs=probs, labels=np.array([0, 1, 1, 0]))
@@ -106,7 +106,7 @@ def write_fixture_run(folder, method, seed, errors, batch_size, probs):
 def test_table_from_fixture_runs(tmp_path):
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
     write_fixture_run(tmp_path / "tagi" / "seed=0", "tagi", 0, [0.50, 0.30], 16, probs)
-    write_fixture_run(tmp_path / "tagi" / "seed=1", "tagi", 1, [0.54, 0.34], 16, probs)
+    write_fixture_run(tmp_path / "tagi" / "seed=1", "tagi", 1, [0.54, 0.34], 16, probs, nll=1.2, ece=0.09)
     write_fixture_run(tmp_path / "bp", "bp", 0, [0.60, 0.40, 0.25], 128, probs)
     table = results_table(*gather([tmp_path])).set_index("method")
     assert table.loc["tagi", "seeds"] == 2 and table.loc["bp", "seeds"] == 1
@@ -118,7 +118,9 @@ def test_table_from_fixture_runs(tmp_path):
     assert table.loc["bp", "epochs"] == 3 and table.loc["bp", "batch_size"] == 128
     assert table.loc["bp", "note"] == "published E not reached (ran 3)"
     text = report([tmp_path], tmp_path / "out")
-    assert "| TAGI" in text and "52.00 % ± 2.83" in text and "-0.71 pt" in text
+    assert "| TAGI" in text and "52.00 ± 2.83 %" in text and "-0.71 pt" in text
+    assert "1.100 ± 0.141" in text and "0.070 ± 0.028" in text           # NLL and ECE over 2 seeds
+    assert "| 0.050 " in text                                            # BP: one seed, no ±
     for name in ("table.md", "table.csv", "curves.png", "reliability.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="no runs"):
