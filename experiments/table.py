@@ -335,13 +335,15 @@ def plot_curves(table, curves, path):
         color = None
         for ax, column, scale in ((axes[0], "test_error", 100), (axes[1], "test_nll", 1)):
             stats = group.groupby("epoch")[column].agg(["mean", "min", "max"])
+            seeds = f", mean of {row['seeds']} seeds" if row["seeds"] > 1 else ""
             line, = ax.plot(stats.index, scale * stats["mean"], marker="o", ms=3, color=color,
-                            label=_label(row))
+                            label=_label(row) + seeds)
             color = line.get_color()
             ax.fill_between(stats.index, scale * stats["min"], scale * stats["max"], color=color,
                             alpha=0.2)
-    axes[0].set(xlabel="epoch", ylabel="test error (%)", title="Test error per epoch")
-    axes[1].set(xlabel="epoch", ylabel="test NLL (nats)", title="Test NLL per epoch")
+    band = " (band: min to max over seeds)" if (table["seeds"] > 1).any() else ""
+    axes[0].set(xlabel="epoch", ylabel="test error (%)", title="Test error per epoch" + band)
+    axes[1].set(xlabel="epoch", ylabel="test NLL (nats)", title="Test NLL per epoch" + band)
     for ax in axes:
         ax.grid(alpha=0.3)
         if len(table):
