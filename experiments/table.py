@@ -341,7 +341,7 @@ def plot_curves(table, curves, path):
             color = line.get_color()
             ax.fill_between(stats.index, scale * stats["min"], scale * stats["max"], color=color,
                             alpha=0.2)
-    band = " (band: min to max over seeds)" if (table["seeds"] > 1).any() else ""
+    band = " (band: min to max over seeds)" if len(table) and (table["seeds"] > 1).any() else ""
     axes[0].set(xlabel="epoch", ylabel="test error (%)", title="Test error per epoch" + band)
     axes[1].set(xlabel="epoch", ylabel="test NLL (nats)", title="Test NLL per epoch" + band)
     for ax in axes:
