@@ -378,7 +378,8 @@ def plot_reliability(table, path):
             continue
         bins_table = pooled_reliability(sums)
         used = bins_table[bins_table["count"] > 0]
-        ax.plot(used["confidence"], used["accuracy"], marker="o", ms=3, label=_label(row))
+        pooled = f", {len(sums)} seeds pooled" if len(sums) > 1 else ""
+        ax.plot(used["confidence"], used["accuracy"], marker="o", ms=3, label=_label(row) + pooled)
     ax.set(xlabel="confidence (max class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title="Reliability on the test set")
     ax.grid(alpha=0.3)
