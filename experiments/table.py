@@ -10,9 +10,9 @@ settings. ``seeds`` counts distinct seeds; a seed run twice is used once and
 reported. Each row gives the test error after epoch 1 and after the published
 epoch count E when every run reached it, else after the epochs run, with "published
 E not reached (ran N)", and the test NLL and ECE there, each as mean ± std over the
-seeds (sample std, ddof=1; none for one seed); a difference Δ to the published figure is only ever
-between the same epochs, and only for runs on the full data. Diverged and
-unfinished runs are listed apart, never averaged in. Below the table, every run
+seeds (sample std, ddof=1; none for one seed); a difference Δ to the published
+figure is only ever between the same epochs, and only for runs on the full data.
+Diverged and unfinished runs are listed apart, never averaged in. Below the table, every run
 gets a line of its own: its errors, NLL, ECE, training time and wall time. Writes
 ``table.md``, ``table.csv``, ``runs.csv`` (the per-run lines), ``curves.png`` (test
 error and test NLL per epoch) and ``reliability.png`` to ``--out``.
@@ -333,9 +333,9 @@ def plot_curves(table, curves, path):
     for _, row in table.iterrows():
         group = curves[curves["run"].isin(json.loads(row["run_folders"]))]
         color = None
+        seeds = f", mean of {row['seeds']} seeds" if row["seeds"] > 1 else ""
         for ax, column, scale in ((axes[0], "test_error", 100), (axes[1], "test_nll", 1)):
             stats = group.groupby("epoch")[column].agg(["mean", "min", "max"])
-            seeds = f", mean of {row['seeds']} seeds" if row["seeds"] > 1 else ""
             line, = ax.plot(stats.index, scale * stats["mean"], marker="o", ms=3, color=color,
                             label=_label(row) + seeds)
             color = line.get_color()
