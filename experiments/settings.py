@@ -39,6 +39,8 @@ class Data:
     num_classes: int = ranged(low=2)
     train_limit: Optional[int] = ranged(low=1)
     test_limit: Optional[int] = ranged(low=1)
+    val_size: int = ranged(low=0)         # below the training images: _check_val_size
+    split_seed: int = ranged(low=0)
     verify_md5: bool = MISSING
     download: bool = MISSING
     url: str = MISSING
@@ -96,6 +98,13 @@ class Train:
 
 
 @dataclass
+class Tracking:
+    name: str = choice("none", "mlflow")
+    uri: Optional[str] = MISSING
+    experiment: Optional[str] = MISSING
+
+
+@dataclass
 class Config:
     experiment_name: str = MISSING
     debug_run: bool = MISSING
@@ -108,10 +117,12 @@ class Config:
     train: Train = field(default_factory=Train)
     data: Data = field(default_factory=Data)
     model: Model = field(default_factory=Model)
+    tracking: Tracking = field(default_factory=Tracking)
     method: Any = MISSING
 
 
 METHODS = {"tagi": Tagi, "bp": Bp}
+CIFAR10_TRAIN_IMAGES = 50_000
 
 
 def _check_fields(node, schema, prefix, interpolated):
@@ -145,6 +156,14 @@ def _check_fields(node, schema, prefix, interpolated):
                 raise
 
 
+def _check_val_size(data):
+    """data.val_size must leave training images: below train_limit, else below CIFAR-10's 50,000."""
+    train = data.train_limit if data.train_limit is not None else CIFAR10_TRAIN_IMAGES
+    if data.val_size >= train:
+        raise ValueError(f"data.val_size must be below the {train} training images "
+                         f"(data.train_limit={data.train_limit}), got {data.val_size}")
+
+
 def validate(cfg):
     """The composed config checked against the schema -> a typed copy; SettingsError names the key.
 
@@ -159,6 +178,7 @@ def validate(cfg):
         for interpolated in (False, True):    # a bad value is named where it is set, not where used
             _check_fields(typed.method, method, "method.", interpolated)
             _check_fields(typed, Config, "", interpolated)
+        _check_val_size(typed.data)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         message = str(getattr(err, "msg", err)).splitlines()[0]

@@ -6,10 +6,13 @@
     python -m experiments.train experiment=cifar10_3conv          # the published table, both methods
 
 The run folder gets, rewritten atomically after every epoch:
-``metrics.csv`` (epoch, test_error, test_nll, train_error, sigma_v, seconds: error
-rates as fractions, seconds of training without evaluation), ``summary.json``
-(the latest scores, ECE included, and the settings), ``test_probs.npz`` (the
-latest test-set class probabilities and labels) and ``checkpoint.npz``.
+``metrics.csv`` (epoch, test_error, test_nll, train_error, sigma_v, seconds, threads:
+error rates as fractions, seconds of training without evaluation, the CPU threads it
+ran with; with ``data.val_size=N`` also val_error and val_nll, of the N training
+images held out), ``summary.json`` (the latest scores, ECE included, the settings
+and the provenance: ``experiments.provenance``), ``test_probs.npz`` (the latest
+test-set class probabilities and labels) and ``checkpoint.npz``; with
+``tracking=mlflow`` the run is logged to MLflow too (``experiments.tracking``).
 Rerunning the same command resumes from the checkpoint and ends with the same
 metrics as an uninterrupted run.
 """
@@ -25,16 +28,17 @@ import hydra
 import numpy as np
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
-from tagi.data import Batches, download_cifar10, load_cifar10
+from tagi.data import Batches, cifar10_source, download_cifar10, load_cifar10, stratified_split
 from tagi.divergence import DivergenceError, nonfinite_keys
 from tagi.metrics import error_rate, expected_calibration_error, nll, reliability_sums
 from tagi.models import architecture
 from tagi.threads import check_thread_count, limit_threads
 
-from . import checkpoint
+from . import checkpoint, provenance, tracking
 from .io import atomic_write, remove_stale_tmp, write_csv
 from .lock import hold_run_folder
 from .methods import make_method, method_settings
@@ -47,7 +51,8 @@ class RunFolderError(RuntimeError):
     """A run folder holds results that this run would overwrite; the message names the folder."""
 
 
-COLUMNS = ["epoch", "test_error", "test_nll", "train_error", "sigma_v", "seconds"]
+COLUMNS = ["epoch", "test_error", "test_nll", "train_error", "sigma_v", "seconds", "threads"]
+VAL_COLUMNS = ["val_error", "val_nll"]     # with a validation split (data.val_size > 0) only
 # Hydra names a run folder after its overrides; "defaults" when there are none
 OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "defaults", replace=True)
 
@@ -75,25 +80,50 @@ def load_data(data_cfg, progress):
     return data
 
 
+def split_settings(data_cfg):
+    """{"val_size", "split_seed"} of a run with a validation split, {} without one (so runs
+    without one keep the identity and the summary settings they always had)."""
+    return ({"val_size": data_cfg.val_size, "split_seed": data_cfg.split_seed}
+            if data_cfg.val_size else {})
+
+
+def hold_out(data, data_cfg):
+    """Take the validation split (``data.val_size`` images of the training set, stratified by
+    class, drawn by ``data.split_seed``: ``tagi.data.stratified_split``) out of ``data`` ->
+    (images, labels) of the held-out images, or None when ``val_size`` is 0; ``data`` keeps the
+    others, in their order. SettingsError when val_size is not below the training images."""
+    if not data_cfg.val_size:
+        return None
+    if data_cfg.val_size >= len(data.y_train):
+        raise SettingsError(f"bad setting: data.val_size must be below the {len(data.y_train)} "
+                            f"training images, got {data_cfg.val_size}")
+    kept, held = stratified_split(data.y_train, data_cfg.val_size, data_cfg.split_seed)
+    x_val, y_val = data.x_train[held], data.y_train[held]
+    data.x_train, data.y_train = data.x_train[kept], data.y_train[kept]
+    return x_val, y_val
+
+
 def run_identity(cfg, spec):
     """The settings a checkpoint must share with this run to be resumed (JSON-normalised)."""
     identity = {"model_name": cfg.model.name, "model": spec, "method": method_settings(cfg),
-                "data": {key: cfg.data[key] for key in ("name", "num_classes", "train_limit", "test_limit")},
+                "data": {**{key: cfg.data[key] for key in ("name", "num_classes", "train_limit", "test_limit")},
+                         **split_settings(cfg.data)},
                 "seed": cfg.seed, "dtype": cfg.dtype, "batch_size": cfg.train.batch_size}
     return json.loads(json.dumps(identity))
 
 
-def run(cfg, out_dir):
+def run(cfg, out_dir, output_root=None):
     """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame.
 
     The settings are checked first (``settings.validate``), before any data is read; then
     the run holds its folder for its whole life (a second run there is refused at once)
-    and removes the temporary files of writes that a killed run left behind.
+    and removes the temporary files of writes that a killed run left behind. ``output_root``
+    (default: the folder's parent) holds the tracking store (``experiments.tracking``).
     """
     cfg = validate(cfg)
     with hold_run_folder(out_dir) as out_dir:
         remove_stale_tmp(out_dir)
-        return _train(cfg, out_dir)
+        return _train(cfg, out_dir, Path(output_root) if output_root else out_dir.parent)
 
 
 def committed_results(cfg, out_dir):
@@ -106,8 +136,9 @@ def committed_results(cfg, out_dir):
         return None
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     ours = run_settings(cfg)
-    settings = [key for key in ours if key not in ("planned_epochs", "backend", "config")]
-    differ = [key for key in settings if summary.get(key) != ours[key]]
+    settings = [key for key in dict.fromkeys([*ours, "val_size", "split_seed"])   # a split either side
+                if key not in ("planned_epochs", "backend", "config")]
+    differ = [key for key in settings if summary.get(key) != ours.get(key)]
     if summary.get("status") == "finished" and summary.get("epochs", 0) >= cfg.train.epochs and not differ:
         log.info("%s finished %d epochs already (no checkpoint to resume from): nothing to train",
                  out_dir, summary["epochs"])
@@ -119,20 +150,30 @@ def committed_results(cfg, out_dir):
                          f"another folder, or pass resume=false to start over")
 
 
-def _train(cfg, out_dir):
+def metric_columns(cfg):
+    """The columns of this run's metrics.csv: COLUMNS, and VAL_COLUMNS with a validation split."""
+    return COLUMNS + (VAL_COLUMNS if cfg.data.val_size else [])
+
+
+def _train(cfg, out_dir, output_root):
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
     done = committed_results(cfg, out_dir)
     if done is not None:
         return done
     data = load_data(cfg.data, cfg.progress)
+    held_out = hold_out(data, cfg.data)
     method = make_method(cfg, spec, cfg.data.num_classes)
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.dtype)
     train = Batches(data.x_train, data.y_train, cfg.train.batch_size, rng=rng, dtype=dtype)
     test = Batches(data.x_test, data.y_test, max(cfg.train.batch_size, 256), dtype=dtype)
-    log.info("%r\n%d train / %d test images, run folder %s", method, len(data.y_train),
-             len(data.y_test), out_dir)
+    val = None if held_out is None else Batches(*held_out, max(cfg.train.batch_size, 256), dtype=dtype)
+    launch = provenance.provenance(cifar10_source(to_absolute_path(cfg.data.root)),
+                                   method.backend.NAME, dtype)
+    columns = metric_columns(cfg)
+    log.info("%r\n%d train / %d validation / %d test images, run folder %s", method,
+             len(data.y_train), 0 if val is None else len(val.labels), len(data.y_test), out_dir)
 
     rows, ckpt = [], out_dir / "checkpoint.npz"
     if cfg.resume and ckpt.exists():
@@ -141,32 +182,47 @@ def _train(cfg, out_dir):
         method.load_state(arrays, meta["method"])
         rng.bit_generator.state = meta["rng"]
         rows = meta["rows"]
-        write_csv(pd.DataFrame(rows, columns=COLUMNS), out_dir / "metrics.csv")
+        write_csv(pd.DataFrame(rows, columns=columns), out_dir / "metrics.csv")
         log.info("resumed from %s after epoch %d", ckpt, len(rows))
 
-    for epoch in range(len(rows) + 1, cfg.train.epochs + 1):
-        try:
-            probs, labels, fit, seconds, arrays, method_meta = train_and_predict(
-                method, train, test, epoch, cfg)
-        except DivergenceError as err:
-            err.epoch = epoch
-            mark_diverged(out_dir, cfg, rows, err)
-            raise
-        rows.append({"epoch": epoch, "test_error": error_rate(probs, labels),
-                     "test_nll": nll(probs, labels), "train_error": fit["train_error"],
-                     "sigma_v": fit.get("sigma_v", float("nan")), "seconds": seconds})
-        write_csv(pd.DataFrame(rows, columns=COLUMNS), out_dir / "metrics.csv")
-        atomic_write(out_dir / "test_probs.npz",
-                     lambda f: np.savez_compressed(f, probs=probs.astype(np.float32), labels=labels))
-        write_summary(out_dir, cfg, rows, probs, labels)
-        checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,   # last: the
-                                       "rng": rng.bit_generator.state, "rows": rows})  # epoch is done
-        log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, %.1f s (%.0f images/s)",
-                 epoch, rows[-1]["test_error"], rows[-1]["test_nll"], fit["train_error"], seconds,
-                 fit["images"] / seconds)
-    metrics = pd.DataFrame(rows, columns=COLUMNS)
+    with tracking.tracked(cfg, out_dir, output_root, rows) as tracker:
+        for epoch in range(len(rows) + 1, cfg.train.epochs + 1):
+            try:
+                probs, labels, fit, seconds, arrays, method_meta = train_and_predict(
+                    method, train, test, epoch, cfg)
+                scores = validation_scores(method, val, cfg.progress)
+            except DivergenceError as err:
+                err.epoch = epoch
+                mark_diverged(out_dir, cfg, rows, err)
+                raise
+            rows.append({"epoch": epoch, "test_error": error_rate(probs, labels),
+                         "test_nll": nll(probs, labels), "train_error": fit["train_error"],
+                         "sigma_v": fit.get("sigma_v", float("nan")), "seconds": seconds,
+                         "threads": provenance.thread_count(), **scores})
+            write_csv(pd.DataFrame(rows, columns=columns), out_dir / "metrics.csv")
+            atomic_write(out_dir / "test_probs.npz",
+                         lambda f: np.savez_compressed(f, probs=probs.astype(np.float32), labels=labels))
+            write_summary(out_dir, cfg, rows, probs, labels, launch)
+            checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,   # last: the
+                                           "rng": rng.bit_generator.state, "rows": rows})  # epoch is done
+            tracker.log_epoch(rows[-1], provenance.with_threads(launch, rows))
+            log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, %.1f s (%.0f images/s)",
+                     epoch, rows[-1]["test_error"], rows[-1]["test_nll"], fit["train_error"], seconds,
+                     fit["images"] / seconds)
+    metrics = pd.DataFrame(rows, columns=columns)
     log.info("results in %s\n%s", out_dir / "metrics.csv", metrics.to_markdown(index=False))
     return metrics
+
+
+def validation_scores(method, val, progress):
+    """{"val_error", "val_nll"} of the held-out images ``val`` (Batches), {} when there are none;
+    DivergenceError if a prediction is not finite."""
+    if val is None:
+        return {}
+    probs, labels = method.predict(val, progress)
+    if not np.isfinite(probs).all():
+        raise DivergenceError("non-finite validation probabilities")
+    return {"val_error": error_rate(probs, labels), "val_nll": nll(probs, labels)}
 
 
 def train_and_predict(method, train, test, epoch, cfg):
@@ -203,22 +259,26 @@ def run_settings(cfg):
     return {"method": cfg.method.name, "model": cfg.model.name, "seed": cfg.seed,
             "planned_epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
             "backend": cfg.backend, "dtype": cfg.dtype, "train_limit": cfg.data.train_limit,
-            "test_limit": cfg.data.test_limit, "debug_run": cfg.debug_run,
+            "test_limit": cfg.data.test_limit, **split_settings(cfg.data), "debug_run": cfg.debug_run,
             "config": OmegaConf.to_container(cfg, resolve=True)}
 
 
-def write_summary(out_dir, cfg, rows, probs, labels):
+def write_summary(out_dir, cfg, rows, probs, labels, launch=None):
     """summary.json: status ("finished" or, before the planned epochs are done, "unfinished"),
     the latest epoch's scores (its test probabilities ``probs`` (N, K) against ``labels`` (N,) give
-    the ECE and the reliability bins as sums, ``reliability_sums``), the first epoch's error,
-    time, and the settings."""
+    the ECE and the reliability bins as sums, ``reliability_sums``; the validation scores where
+    there is a split), the first epoch's error, time, the settings, and the provenance
+    (``launch``, from ``provenance.provenance``, with the threads of every epoch)."""
     last = rows[-1]
     summary = {"status": "finished" if last["epoch"] >= cfg.train.epochs else "unfinished",
                "epochs": last["epoch"], "test_error": last["test_error"], "test_nll": last["test_nll"],
+               **{key: last[key] for key in VAL_COLUMNS if key in last},
                "test_ece": expected_calibration_error(probs, labels),
                "reliability": reliability_sums(probs, labels), "error_e1": rows[0]["test_error"],
                "train_seconds": sum(row["seconds"] for row in rows), "peak_rss_mib": peak_rss_mib(),
                **run_settings(cfg)}
+    if launch is not None:
+        summary["provenance"] = provenance.with_threads(launch, rows)
     atomic_write(out_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
 
 
@@ -256,7 +316,15 @@ def main(cfg):
     if threads is not None:
         log.info("CPU threads capped at %d", threads)
     with limit_threads(threads):
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        run(cfg, Path(HydraConfig.get().runtime.output_dir), output_root(HydraConfig.get()))
+
+
+def output_root(hydra_cfg):
+    """Where the tracking store lives by default: the sweep folder of a multirun, else None
+    (the run folder's parent)."""
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return Path(to_absolute_path(hydra_cfg.sweep.dir))
+    return None
 
 
 if __name__ == "__main__":

@@ -46,14 +46,20 @@ class Dataset:
     y_test: np.ndarray
 
 
-def _read_batch(raw, name):
-    """One pickled CIFAR-10 batch (bytes) -> images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+def _load_record(raw, name):
+    """One pickled CIFAR-10 batch (bytes) -> its dict (keys b'data', b'labels', ...)."""
     try:
         record = pickle.loads(raw, encoding="bytes")
     except Exception as err:
         raise DataError(f"{name}: not a readable CIFAR-10 pickle ({type(err).__name__}: {err})") from err
     if not isinstance(record, dict) or b"data" not in record or b"labels" not in record:
         raise DataError(f"{name}: a CIFAR-10 batch needs the keys b'data' and b'labels'")
+    return record
+
+
+def _read_batch(raw, name):
+    """One pickled CIFAR-10 batch (bytes) -> images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+    record = _load_record(raw, name)
     data = np.asarray(record[b"data"])
     labels = np.asarray(record[b"labels"], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
@@ -117,6 +123,52 @@ def load_cifar10(root, verify_md5=True, md5=CIFAR10_MD5):
     return Dataset(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
                    x_test, y_test)
 
+
+
+def cifar10_source(root):
+    """Where ``load_cifar10(root)`` reads CIFAR-10 from -> {"source", "path", "md5"}, ``md5``
+    the md5 of each file it reads (by file name).
+
+    ``source`` is "official archive" (the archive, with the official md5), "archive" (another
+    md5), "offline JPEG copy" (a folder that ``make_cifar10.py`` rebuilt from the JPEG
+    re-encodings: its test batch names every image ``<class>_<n>.jpg``, where the official
+    release names PNGs) or "folder" (any other extracted folder).
+    """
+    root = Path(root).expanduser()
+    folder, archive = root / CIFAR10_FOLDER, root / CIFAR10_ARCHIVE
+    if folder.is_dir():
+        md5 = {name: _md5(folder / name) for name in CIFAR10_TRAIN + (CIFAR10_TEST,)}
+        names = _load_record((folder / CIFAR10_TEST).read_bytes(), folder / CIFAR10_TEST).get(b"filenames")
+        jpeg = bool(names) and all(isinstance(n, bytes) and n.endswith(b".jpg") for n in names)
+        return {"source": "offline JPEG copy" if jpeg else "folder", "path": str(folder), "md5": md5}
+    if archive.is_file():
+        digest = _md5(archive)
+        return {"source": "official archive" if digest == CIFAR10_MD5 else "archive",
+                "path": str(archive), "md5": {CIFAR10_ARCHIVE: digest}}
+    raise DataError(f"no CIFAR-10 in {root}: expected {folder}/ or {archive}")
+
+
+def stratified_split(labels, size, seed):
+    """Hold out ``size`` of the N images labelled ``labels`` (N,), stratified by class ->
+    (kept, held_out): sorted, disjoint index arrays that together hold 0..N-1.
+
+    Class c, with n_c of the N images, gives floor(size * n_c / N) of them, plus one for the
+    classes with the largest remainders until the total is ``size``; which ones is drawn by
+    ``numpy.random.default_rng(seed)``, so the same labels, size and seed give the same split.
+    Raises ValueError unless ``size`` is an integer with 0 <= size < N.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size < n:
+        raise ValueError(f"the held-out size must be an integer in [0, {n}) for {n} images, got {size!r}")
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = size * counts / n
+    take = np.floor(quota).astype(np.int64)
+    take[np.argsort(take - quota, kind="stable")[:size - take.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    held_out = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k]
+                                       for c, k in zip(classes, take)]).astype(np.int64))
+    return np.setdiff1d(np.arange(n), held_out), held_out
 
 def download_cifar10(root, url=CIFAR10_URL, md5=CIFAR10_MD5, progress=True, timeout=60):
     """Fetch the archive from ``url`` into ``root/cifar-10-python.tar.gz`` unless ``root`` holds
