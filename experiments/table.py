@@ -13,7 +13,10 @@ E not reached (ran N)", and the test NLL and ECE there, each as mean ± std over
 seeds (sample std, ddof=1; none for one seed); a difference Δ to the published
 figure is only ever between the same epochs, and only for runs on the full data.
 Diverged and unfinished runs are listed apart, never averaged in. Below the table, every run
-gets a line of its own: its errors, NLL, ECE, training time and wall time. Writes
+gets a line of its own: its errors, NLL, ECE, training time and wall time; for a run with a
+validation split (``data.val_size``) also the test error at the epoch of its lowest
+validation error, the only epoch choice the tables make (none on the test set). A warning
+says when the runs read different data (the data source of their provenance). Writes
 ``table.md``, ``table.csv``, ``runs.csv`` (the per-run lines), ``curves.png`` (test
 error and test NLL per epoch) and ``reliability.png`` to ``--out``.
 """
@@ -32,6 +35,7 @@ from hydra.experimental.callback import Callback
 from tagi.metrics import pooled_reliability, reliability_sums
 
 from .checkpoint import flatten
+from .tracking import ARTIFACTS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -46,18 +50,21 @@ PUBLISHED = {
 # The settings that define a comparison; runs differing in any of them are never pooled.
 # "method.*" and "model.layers" stand for every leaf of those config sections.
 KEY = ("model", "model.layers", "method", "batch_size", "planned_epochs", "train_limit", "test_limit",
-       "dtype", "debug_run", "method.*")
+       "val_size", "dtype", "debug_run", "method.*")
+UNRECORDED = "not recorded"      # the data source of runs whose summary has no provenance
 # method settings that only feed train.* (which the key holds as batch_size, planned_epochs)
 _PROTOCOL = ("method.name", "method.epochs", "method.batch_size")
 
 
 def find_runs(paths):
-    """Run folders (holding summary.json) under each path, sorted, without repeats."""
+    """Run folders (holding summary.json) under each path, sorted, without repeats; the copies
+    in an MLflow artifact store (``tracking.ARTIFACTS``) are not runs."""
     runs = set()
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such folder")
-        runs.update(p.parent for p in path.rglob("summary.json"))
+        runs.update(p.parent for p in path.rglob("summary.json")
+                    if ARTIFACTS not in p.relative_to(path).parts)
     return sorted(runs)
 
 
@@ -87,8 +94,9 @@ def gather(paths):
         key = run_key(summary)
         summary.pop("config", None)
         summary.pop("reliability", None)                  # plot_reliability reads it from the file
+        source = summary.pop("provenance", {}).get("data", {}).get("source", UNRECORDED)
         summaries.append({**summary, "status": status(summary), "key": json.dumps(key, sort_keys=True),
-                          "run": str(folder)})
+                          "data_source": source, "run": str(folder)})
         if (folder / "metrics.csv").exists():
             curves.append(pd.read_csv(folder / "metrics.csv").assign(run=str(folder)))
     if not summaries:
@@ -135,26 +143,36 @@ def wall_seconds(log_path, epochs):
 
 def per_run(runs, curves):
     """One row per run, every status: method, seed, status, epochs done of those planned, test
-    error after epoch 1, at the last epoch and at its best (with that epoch), the last epoch's
-    test NLL and ECE, training seconds (metrics.csv, evaluation left out) and wall seconds
-    (``wall_seconds`` of its train.log) -> DataFrame, in the table's method order."""
+    error after epoch 1, at the last epoch and at the validation-best epoch (``val_best``), the
+    last epoch's test NLL and ECE, training seconds (metrics.csv, evaluation left out), wall
+    seconds (``wall_seconds`` of its train.log) and data source -> DataFrame, in the table's
+    method order."""
     rows = []
     for _, run in runs.iterrows():
         curve = curves[curves["run"] == run["run"]]
         epochs = int(run["epochs"])
-        best = curve.loc[curve["test_error"].idxmin()] if len(curve) else None
+        best = val_best(curve)
         rows.append({
             "run": Path(run["run"]).name, "model": run["model"], "method": run["method"],
             "seed": run["seed"], "status": run["status"], "epochs": epochs,
             "planned_epochs": run["planned_epochs"],
             "error_e1": run.get("error_e1", np.nan), "error_last": run.get("test_error", np.nan),
-            "error_best": np.nan if best is None else float(best["test_error"]),
-            "best_epoch": np.nan if best is None else int(best["epoch"]),
+            "error_at_val_best": np.nan if best is None else float(best["test_error"]),
+            "val_best_epoch": np.nan if best is None else int(best["epoch"]),
             "test_nll": run.get("test_nll", np.nan), "test_ece": run.get("test_ece", np.nan),
             "train_seconds": run.get("train_seconds", np.nan),
-            "wall_seconds": wall_seconds(Path(run["run"]) / "train.log", epochs)})
+            "wall_seconds": wall_seconds(Path(run["run"]) / "train.log", epochs),
+            "data_source": run["data_source"]})
     table = pd.DataFrame(rows)
     return _in_method_order(table.sort_values(["model", "seed"], kind="stable")) if len(table) else table
+
+
+def val_best(curve):
+    """The metrics row of a run's ``curve`` at its lowest validation error (the first such
+    epoch), None for a run without a validation split: the test set never chooses an epoch."""
+    if "val_error" not in curve or not curve["val_error"].notna().any():
+        return None
+    return curve.loc[curve["val_error"].idxmin()]
 
 
 def _in_method_order(table):
@@ -176,20 +194,35 @@ def _decimal(value):
 
 
 def runs_markdown(table):
-    """The per-run lines as markdown."""
-    return pd.DataFrame({
+    """The per-run lines as markdown (a "data" column where some run records its data source)."""
+    lines = pd.DataFrame({
         "network": table["model"], "Model": table["method"].str.upper(), "seed": table["seed"],
         "epochs": [f"{e} of {p}" + ("" if s == "finished" else f" ({s})")
                    for e, p, s in zip(table["epochs"], table["planned_epochs"], table["status"])],
         "error e=1": table["error_e1"].map(_percent),
         "error, last epoch": table["error_last"].map(_percent),
-        "best error (epoch)": [f"{_percent(e)} ({'–' if np.isnan(b) else int(b)})"
-                               for e, b in zip(table["error_best"], table["best_epoch"])],
+        "error at val-best epoch (epoch)": ["–" if np.isnan(b) else f"{_percent(e)} ({int(b)})"
+                                            for e, b in zip(table["error_at_val_best"],
+                                                            table["val_best_epoch"])],
         "test NLL": table["test_nll"].map(_decimal),
         "ECE": table["test_ece"].map(_decimal),
         "training time": table["train_seconds"].map(_duration),
         "wall time": table["wall_seconds"].map(_duration),
-    }).to_markdown(index=False, disable_numparse=True)
+        "data": table["data_source"],
+    })
+    if (table["data_source"] == UNRECORDED).all():
+        lines = lines.drop(columns="data")
+    return lines.to_markdown(index=False, disable_numparse=True)
+
+
+def data_warning(runs):
+    """A warning line when the runs read different data (their provenance's data source), else ""."""
+    counts = runs["data_source"].value_counts()
+    if len(counts) < 2:
+        return ""
+    return ("Warning: the runs read different data (" +
+            ", ".join(f"{source}: {count} runs" for source, count in counts.items()) +
+            "); compare only rows on the same data.")
 
 
 def _mean_std(values):
@@ -397,6 +430,10 @@ def report(paths, out):
     out.mkdir(parents=True, exist_ok=True)
     each = per_run(runs, curves)
     text = markdown(table, apart(runs)) + "\n\nEvery run:\n\n" + runs_markdown(each)
+    warning = data_warning(runs)
+    if warning:
+        log.warning("%s", warning)
+        text = warning + "\n\n" + text
     (out / "table.md").write_text(text + "\n")
     table.to_csv(out / "table.csv", index=False)
     each.to_csv(out / "runs.csv", index=False)
