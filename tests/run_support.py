@@ -39,3 +39,10 @@ def interrupt_in_epoch(monkeypatch, method_class, epoch):
         return real_train_epoch(self, batches, current, progress)
     monkeypatch.setattr(method_class, "train_epoch", train_epoch)
     return real_train_epoch
+
+
+# a one-layer network (4x4 average pooling, then a linear layer): an epoch on the tiny data in
+# well under a second, for tests of the run machinery rather than of the network
+SMALL_MODEL = ["model.name=small", "+model.input_shape=[3,32,32]",
+               "+model.layers=[{type: AvgPool2d, kernel_size: 4}, {type: Linear, in_features: 192,"
+               " out_features: outputs}]", "backend=numpy", "progress=false"]
