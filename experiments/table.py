@@ -221,7 +221,8 @@ def data_warning(runs):
     if len(counts) < 2:
         return ""
     return ("Warning: the runs read different data (" +
-            ", ".join(f"{source}: {count} runs" for source, count in counts.items()) +
+            ", ".join(f"{source}: {count} run{'s' if count > 1 else ''}"
+                      for source, count in counts.items()) +
             "); compare only rows on the same data.")
 
 
