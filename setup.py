@@ -4,6 +4,7 @@ from setuptools import find_packages, setup
 # pytagi, the reference implementation's CPU build, for tests/test_pytagi_oracle.py; it links
 # NCCL (from the wheel below) and Open MPI (apt-get install libopenmpi3)
 ORACLE = ["pytagi==0.2.1", "nvidia-nccl-cu12"]
+TRACKING = ["mlflow>=2"]
 
 setup(
     name="tagi",
@@ -31,7 +32,8 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2",
-                "wheel"],                  # wheel: tests/test_kernels_package.py builds one
+                "wheel"] + TRACKING,       # wheel: tests/test_kernels_package.py builds one
+        "tracking": TRACKING,              # tracking=mlflow (experiments/tracking.py)
         # CuPy >= 14: memory a CUDA graph's capture allocated stays valid while the graph lives
         "cuda": ["cupy-cuda13x>=14"],      # CUDA 13 drivers; use the cuda12 extra on CUDA 12
         "cuda12": ["cupy-cuda12x>=14"],

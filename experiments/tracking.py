@@ -97,7 +97,7 @@ class MlflowTracker:
         except Exception as err:                  # noqa: BLE001  (no store fault stops training)
             self.failed = True
             log.warning("MLflow tracking of %s is off from here (%s: %s); training goes on and "
-                        "%s stays the record", self.out_dir, type(err).__name__, err,
+                        "%s stays the record", self.out_dir, type(err).__name__, str(err).strip().split("\n")[0],
                         self.out_dir / "metrics.csv")
 
     def _open(self, cfg, root, rows):
