@@ -34,6 +34,9 @@ setup(
         "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2",
                 "wheel"] + TRACKING,       # wheel: tests/test_kernels_package.py builds one
         "tracking": TRACKING,              # tracking=mlflow (experiments/tracking.py)
+        # hydra/launcher=ray; the plugin's metadata caps cloudpickle below 3 (it runs with 3.1 too),
+        # so pip installs cloudpickle 2.x beside it: not part of dev for that reason
+        "ray": ["hydra-ray-launcher>=1.2.2", "ray[default]>=2"],
         # CuPy >= 14: memory a CUDA graph's capture allocated stays valid while the graph lives
         "cuda": ["cupy-cuda13x>=14"],      # CUDA 13 drivers; use the cuda12 extra on CUDA 12
         "cuda12": ["cupy-cuda12x>=14"],
