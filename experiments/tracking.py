@@ -8,8 +8,10 @@ an SQLite database ``mlflow.db`` in the output root (the sweep folder under ``-m
 else the run folder's parent), the artifacts in ``mlartifacts/`` beside it. A
 sweep is one MLflow experiment, named by ``tracking.experiment`` or else after its
 output root. The run's id is kept in the run folder (``mlflow_run.json``), so a
-resumed run continues its own MLflow run (epochs it trained while the store was
-away are logged on resuming), never a second one.
+resumed run continues its own MLflow run, never a second one. The metrics logged
+are read from metrics.csv: every epoch it holds that the MLflow run lacks (an
+epoch trained while the store was away, or untracked) is logged at the next epoch
+or at the end.
 
 The store never stops training: the first call to fail (MLflow missing, the
 database locked or unreachable, the disk full) logs one warning and turns the
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 from omegaconf import OmegaConf
 
 from .checkpoint import flatten
@@ -47,46 +50,41 @@ def store_uri(tracking_cfg, root):
     return tracking_cfg.uri or f"sqlite:///{Path(root).resolve() / DATABASE}"
 
 
-def open_tracker(cfg, out_dir, root, rows):
-    """The tracker of the run folder ``out_dir`` under the output root ``root``: an MlflowTracker
-    for ``tracking=mlflow`` (which logs the ``rows`` that its run lacks), else NoTracking."""
-    if cfg.tracking.name != "mlflow":
-        return NoTracking()
-    return MlflowTracker(cfg, Path(out_dir), Path(root), rows)
-
-
 @contextmanager
-def tracked(cfg, out_dir, root, rows):
-    """``open_tracker`` for the block; the MLflow run ends FINISHED when the block does, KILLED
-    when it is interrupted, FAILED on any other exception (which propagates)."""
-    tracker = open_tracker(cfg, out_dir, root, rows)
+def tracked(cfg, out_dir, root):
+    """The tracker of the run folder ``out_dir`` under the output root ``root`` for the block:
+    an MlflowTracker for ``tracking=mlflow``, else NoTracking. Its MLflow run ends FINISHED when
+    the block does, KILLED when it is interrupted, FAILED on any other exception (which
+    propagates); a launch that fails before its first epoch leaves MLflow untouched."""
+    tracker = MlflowTracker(cfg, Path(out_dir), Path(root)) if cfg.tracking.name == "mlflow" else NoTracking()
     try:
         yield tracker
     except KeyboardInterrupt:
-        tracker.finish(rows, "KILLED")
+        tracker.finish("KILLED")
         raise
     except BaseException:
-        tracker.finish(rows, "FAILED")
+        tracker.finish("FAILED")
         raise
-    tracker.finish(rows, "FINISHED")
+    tracker.finish("FINISHED")
 
 
 class NoTracking:
     """``tracking=none``: the run folder is the only record."""
 
-    def log_epoch(self, row, provenance=None):
+    def log_epoch(self, provenance=None):
         pass
 
-    def finish(self, rows, status):
+    def finish(self, status):
         pass
 
 
 class MlflowTracker:
-    """One run folder's MLflow run. Every method is a no-op once the store has failed."""
+    """One run folder's MLflow run, opened at its first use. Every method is a no-op once the
+    store has failed."""
 
-    def __init__(self, cfg, out_dir, root, rows):
-        self.out_dir, self.client, self.run_id, self.failed = out_dir, None, None, False
-        self._guard(self._open, cfg, root, rows)
+    def __init__(self, cfg, out_dir, root):
+        self.cfg, self.out_dir, self.root = cfg, out_dir, root
+        self.client, self.run_id, self.logged, self.failed = None, None, set(), False
 
     def _guard(self, action, *args):
         """Call ``action(*args)``; the first exception turns tracking off with one warning."""
@@ -100,10 +98,12 @@ class MlflowTracker:
                         "%s stays the record", self.out_dir, type(err).__name__, str(err).strip().split("\n")[0],
                         self.out_dir / "metrics.csv")
 
-    def _open(self, cfg, root, rows):
+    def _open(self):
+        """Open (or continue) the MLflow run, log the settings it lacks, learn its logged epochs."""
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
+        cfg, root = self.cfg, self.root
         uri = store_uri(cfg.tracking, root)
         if uri.startswith(("http://", "https://")):          # a server that is down: fail soon
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -129,10 +129,7 @@ class MlflowTracker:
                   if key not in logged]
         for start in range(0, len(params), BATCH):
             self.client.log_batch(self.run_id, params=params[start:start + BATCH])
-        done = {m.step for m in self.client.get_metric_history(self.run_id, "test_error")}
-        for row in rows:
-            if row["epoch"] not in done:
-                self._log_row(row)
+        self.logged = {m.step for m in self.client.get_metric_history(self.run_id, "test_error")}
 
     def _experiment(self, name, artifact_location):
         """The id of the experiment ``name``, created when missing (by this job or another)."""
@@ -167,33 +164,45 @@ class MlflowTracker:
                      saved["run_id"], uri)
             return None
 
-    def _log_row(self, row):
+    def _sync(self):
+        """Open the run if need be; log every metrics.csv row that it lacks (its columns at step
+        epoch) and the run folder's summary.json and metrics.csv -> the rows (dicts)."""
         from mlflow.entities import Metric
 
+        if self.run_id is None:
+            self._open()
+        path = self.out_dir / "metrics.csv"
+        rows = pd.read_csv(path).to_dict("records") if path.exists() else []
         now = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), now, int(row["epoch"])) for key, value in row.items()
-                   if key != "epoch" and value is not None and not isinstance(value, str)]
-        self.client.log_batch(self.run_id, metrics=metrics)
-
-    def _log_files(self):
+        for row in rows:
+            if int(row["epoch"]) in self.logged:
+                continue
+            metrics = [Metric(key, float(value), now, int(row["epoch"])) for key, value in row.items()
+                       if key != "epoch"]
+            self.client.log_batch(self.run_id, metrics=metrics)
+            self.logged.add(int(row["epoch"]))
         for name in ("summary.json", "metrics.csv"):
             if (self.out_dir / name).exists():
                 self.client.log_artifact(self.run_id, str(self.out_dir / name))
+        return rows
 
-    def log_epoch(self, row, provenance=None):
-        """Log a metrics row (its columns at step ``row["epoch"]``), the provenance (flattened,
-        as tags) and the run folder's summary.json and metrics.csv."""
+    def log_epoch(self, provenance=None):
+        """After an epoch: ``_sync``, and the provenance (flattened, as tags)."""
         def log_all():
-            self._log_row(row)
+            self._sync()
             if provenance is not None:
                 for key, value in flatten(provenance, "provenance").items():
                     self.client.set_tag(self.run_id, key, str(value)[:PARAM_LENGTH])
-            self._log_files()
         self._guard(log_all)
 
-    def finish(self, rows, status):
-        """Log the curves of ``rows`` as curves.png and end the MLflow run with ``status``."""
+    def finish(self, status):
+        """End the MLflow run with ``status`` after a last ``_sync`` and its curves as curves.png;
+        nothing when it was never opened and the launch did not finish (it failed before its
+        first epoch: there is nothing to record)."""
         def end():
+            if self.run_id is None and status != "FINISHED":
+                return
+            rows = self._sync()
             if rows:
                 with tempfile.TemporaryDirectory() as folder:
                     plot_curves(rows, Path(folder) / "curves.png")
@@ -211,7 +220,7 @@ def plot_curves(rows, path):
                                      (axes[1], "NLL (nats)", ("test_nll", "val_nll"), 1)):
         for column in columns:
             values = [row.get(column, math.nan) for row in rows]
-            if not all(value is None or math.isnan(value) for value in values):
+            if not all(math.isnan(value) for value in values):
                 ax.plot(epochs, [scale * value for value in values], marker="o", ms=3,
                         label=column.split("_")[0])
         ax.set(xlabel="epoch", ylabel=what)

@@ -123,7 +123,8 @@ def run(cfg, out_dir, output_root=None):
     cfg = validate(cfg)
     with hold_run_folder(out_dir) as out_dir:
         remove_stale_tmp(out_dir)
-        return _train(cfg, out_dir, Path(output_root) if output_root else out_dir.parent)
+        with tracking.tracked(cfg, out_dir, output_root or out_dir.parent) as tracker:
+            return _train(cfg, out_dir, tracker)
 
 
 def committed_results(cfg, out_dir):
@@ -155,7 +156,7 @@ def metric_columns(cfg):
     return COLUMNS + (VAL_COLUMNS if cfg.data.val_size else [])
 
 
-def _train(cfg, out_dir, output_root):
+def _train(cfg, out_dir, tracker):
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
     done = committed_results(cfg, out_dir)
@@ -185,30 +186,29 @@ def _train(cfg, out_dir, output_root):
         write_csv(pd.DataFrame(rows, columns=columns), out_dir / "metrics.csv")
         log.info("resumed from %s after epoch %d", ckpt, len(rows))
 
-    with tracking.tracked(cfg, out_dir, output_root, rows) as tracker:
-        for epoch in range(len(rows) + 1, cfg.train.epochs + 1):
-            try:
-                probs, labels, fit, seconds, arrays, method_meta = train_and_predict(
-                    method, train, test, epoch, cfg)
-                scores = validation_scores(method, val, cfg.progress)
-            except DivergenceError as err:
-                err.epoch = epoch
-                mark_diverged(out_dir, cfg, rows, err)
-                raise
-            rows.append({"epoch": epoch, "test_error": error_rate(probs, labels),
-                         "test_nll": nll(probs, labels), "train_error": fit["train_error"],
-                         "sigma_v": fit.get("sigma_v", float("nan")), "seconds": seconds,
-                         "threads": provenance.thread_count(), **scores})
-            write_csv(pd.DataFrame(rows, columns=columns), out_dir / "metrics.csv")
-            atomic_write(out_dir / "test_probs.npz",
-                         lambda f: np.savez_compressed(f, probs=probs.astype(np.float32), labels=labels))
-            write_summary(out_dir, cfg, rows, probs, labels, launch)
-            checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,   # last: the
-                                           "rng": rng.bit_generator.state, "rows": rows})  # epoch is done
-            tracker.log_epoch(rows[-1], provenance.with_threads(launch, rows))
-            log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, %.1f s (%.0f images/s)",
-                     epoch, rows[-1]["test_error"], rows[-1]["test_nll"], fit["train_error"], seconds,
-                     fit["images"] / seconds)
+    for epoch in range(len(rows) + 1, cfg.train.epochs + 1):
+        try:
+            probs, labels, fit, seconds, arrays, method_meta = train_and_predict(
+                method, train, test, epoch, cfg)
+            scores = validation_scores(method, val, cfg.progress)
+        except DivergenceError as err:
+            err.epoch = epoch
+            mark_diverged(out_dir, cfg, rows, err)
+            raise
+        rows.append({"epoch": epoch, "test_error": error_rate(probs, labels),
+                     "test_nll": nll(probs, labels), "train_error": fit["train_error"],
+                     "sigma_v": fit.get("sigma_v", float("nan")), "seconds": seconds,
+                     "threads": provenance.thread_count(), **scores})
+        write_csv(pd.DataFrame(rows, columns=columns), out_dir / "metrics.csv")
+        atomic_write(out_dir / "test_probs.npz",
+                     lambda f: np.savez_compressed(f, probs=probs.astype(np.float32), labels=labels))
+        write_summary(out_dir, cfg, rows, probs, labels, launch)
+        checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,   # last: the
+                                       "rng": rng.bit_generator.state, "rows": rows})  # epoch is done
+        tracker.log_epoch(provenance.with_threads(launch, rows))
+        log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, %.1f s (%.0f images/s)",
+                 epoch, rows[-1]["test_error"], rows[-1]["test_nll"], fit["train_error"], seconds,
+                 fit["images"] / seconds)
     metrics = pd.DataFrame(rows, columns=columns)
     log.info("results in %s\n%s", out_dir / "metrics.csv", metrics.to_markdown(index=False))
     return metrics
