@@ -56,7 +56,8 @@ def tracked(cfg, out_dir, root):
     an MlflowTracker for ``tracking=mlflow``, else NoTracking. Its MLflow run ends FINISHED when
     the block does, KILLED when it is interrupted, FAILED on any other exception (which
     propagates); a launch that fails before its first epoch leaves MLflow untouched."""
-    tracker = MlflowTracker(cfg, Path(out_dir), Path(root)) if cfg.tracking.name == "mlflow" else NoTracking()
+    mlflow = cfg.tracking.name == "mlflow"
+    tracker = MlflowTracker(cfg, Path(out_dir), Path(root)) if mlflow else NoTracking()
     try:
         yield tracker
     except KeyboardInterrupt:
@@ -86,16 +87,17 @@ class MlflowTracker:
         self.cfg, self.out_dir, self.root = cfg, out_dir, root
         self.client, self.run_id, self.logged, self.failed = None, None, set(), False
 
-    def _guard(self, action, *args):
-        """Call ``action(*args)``; the first exception turns tracking off with one warning."""
+    def _guard(self, action):
+        """Call ``action()``; the first exception turns tracking off with one warning."""
         if self.failed:
             return
         try:
-            action(*args)
+            action()
         except Exception as err:                  # noqa: BLE001  (no store fault stops training)
             self.failed = True
-            log.warning("MLflow tracking of %s is off from here (%s: %s); training goes on and "
-                        "%s stays the record", self.out_dir, type(err).__name__, str(err).strip().split("\n")[0],
+            first_line = str(err).strip().split("\n")[0]
+            log.warning("MLflow tracking of %s is off from here (%s: %s); training goes on and %s "
+                        "stays the record", self.out_dir, type(err).__name__, first_line,
                         self.out_dir / "metrics.csv")
 
     def _open(self):

@@ -106,7 +106,8 @@ def hold_out(data, data_cfg):
 def run_identity(cfg, spec):
     """The settings a checkpoint must share with this run to be resumed (JSON-normalised)."""
     identity = {"model_name": cfg.model.name, "model": spec, "method": method_settings(cfg),
-                "data": {**{key: cfg.data[key] for key in ("name", "num_classes", "train_limit", "test_limit")},
+                "data": {**{key: cfg.data[key]
+                            for key in ("name", "num_classes", "train_limit", "test_limit")},
                          **split_settings(cfg.data)},
                 "seed": cfg.seed, "dtype": cfg.dtype, "batch_size": cfg.train.batch_size}
     return json.loads(json.dumps(identity))

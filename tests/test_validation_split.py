@@ -120,4 +120,5 @@ def test_the_table_takes_the_test_error_at_the_validation_best_epoch(cifar_root,
     assert np.isnan(runs.loc["whole", "val_best_epoch"]) and np.isnan(runs.loc["whole", "error_at_val_best"])
     assert "error at val-best epoch (epoch)" in report
     cells = [line.split("|")[7].strip() for line in report.splitlines() if line.startswith("| small")]
-    assert sorted(cells) == sorted(["–", f"{100 * split['test_error'][best]:.2f} % ({split['epoch'][best]})"])
+    chosen = f"{100 * split['test_error'][best]:.2f} % ({split['epoch'][best]})"
+    assert sorted(cells) == sorted(["–", chosen])
