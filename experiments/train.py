@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
-from tagi.data import Batches, download_cifar10, load_cifar10
+from tagi.data import Batches, download_cifar10, load_cifar10, preprocess_stats
 from tagi.divergence import DivergenceError, nonfinite_keys
 from tagi.metrics import error_rate, expected_calibration_error, nll, reliability_sums
 from tagi.models import architecture
@@ -37,7 +37,7 @@ from tagi.threads import check_thread_count, limit_threads
 from . import checkpoint
 from .io import atomic_write, remove_stale_tmp, write_csv
 from .lock import hold_run_folder
-from .methods import make_method, method_settings
+from .methods import initialisation, make_method, method_settings
 from .settings import SettingsError, validate
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,14 @@ OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "defa
 
 
 def model_spec(model_cfg):
-    """The model config -> architecture spec: the named one, or the layers given in the config."""
+    """The model config -> architecture spec: the named one (built from ``width`` when the config
+    sets one), or the layers given in the config."""
     if model_cfg.get("layers"):
         if not model_cfg.get("input_shape"):
             raise ValueError("a model config that lists `layers` needs an `input_shape` too")
         return OmegaConf.to_container(model_cfg, resolve=True)
-    return architecture(model_cfg.name)
+    width = model_cfg.get("width")
+    return architecture(model_cfg.name, **({} if width is None else {"width": width}))
 
 
 def load_data(data_cfg, progress):
@@ -78,7 +80,8 @@ def load_data(data_cfg, progress):
 def run_identity(cfg, spec):
     """The settings a checkpoint must share with this run to be resumed (JSON-normalised)."""
     identity = {"model_name": cfg.model.name, "model": spec, "method": method_settings(cfg),
-                "data": {key: cfg.data[key] for key in ("name", "num_classes", "train_limit", "test_limit")},
+                "data": {key: cfg.data[key] for key in ("name", "num_classes", "preprocess", "train_limit",
+                                                 "test_limit")},
                 "seed": cfg.seed, "dtype": cfg.dtype, "batch_size": cfg.train.batch_size}
     return json.loads(json.dumps(identity))
 
@@ -129,8 +132,11 @@ def _train(cfg, out_dir):
     method = make_method(cfg, spec, cfg.data.num_classes)
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.dtype)
-    train = Batches(data.x_train, data.y_train, cfg.train.batch_size, rng=rng, dtype=dtype)
-    test = Batches(data.x_test, data.y_test, max(cfg.train.batch_size, 256), dtype=dtype)
+    mean, std = preprocess_stats(cfg.data.preprocess)
+    train = Batches(data.x_train, data.y_train, cfg.train.batch_size, rng=rng, mean=mean, std=std,
+                    dtype=dtype)
+    test = Batches(data.x_test, data.y_test, max(cfg.train.batch_size, 256), mean=mean, std=std,
+                   dtype=dtype)
     log.info("%r\n%d train / %d test images, run folder %s", method, len(data.y_train),
              len(data.y_test), out_dir)
 
@@ -204,6 +210,7 @@ def run_settings(cfg):
             "planned_epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
             "backend": cfg.backend, "dtype": cfg.dtype, "train_limit": cfg.data.train_limit,
             "test_limit": cfg.data.test_limit, "debug_run": cfg.debug_run,
+            "preprocess": cfg.data.preprocess, "init": initialisation(cfg), "width": cfg.model.get("width"),
             "config": OmegaConf.to_container(cfg, resolve=True)}
 
 
