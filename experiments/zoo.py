@@ -8,7 +8,8 @@ Each row gives the network (with its width for the width sweep), the method, the
 preprocessing and initialisation the runs recorded, the epochs E and batch size B,
 the test error, NLL and ECE after epoch E, the accuracy the source states for the
 network (``zoo_sources.yaml``: every source trains by BP; the TAGI row shows the same
-figure) and the gap, accuracy - stated accuracy, in points. Writes ``zoo.md``,
+figure) and the gap, accuracy - stated accuracy, in points: only for runs on the full data
+that ran the source's epochs (else the note says why not). Writes ``zoo.md``,
 ``zoo.csv``, ``accuracy_vs_width.png`` (test accuracy against the width of the
 PyTorch tutorial's first conv layer, both methods, the source's figures marked) and
 ``seconds_vs_width.png`` (training seconds per epoch against width, both methods) to
@@ -33,12 +34,13 @@ WIDTH_MODEL = "pytorch_tutorial_width"
 
 
 def source_figures(path=SOURCES):
-    """The stated accuracies -> DataFrame (model, width, stated_accuracy as a fraction, source,
-    lines), in the file's order; a row without a width has width NaN."""
+    """The stated accuracies -> DataFrame (model, width, stated_accuracy as a fraction, epochs,
+    source, lines), in the file's order; a row without a width has width NaN."""
     entries = OmegaConf.to_container(OmegaConf.load(path))
     figures = pd.DataFrame([{"model": e["model"], "width": e.get("width", np.nan),
                              "stated_accuracy": np.nan if e["accuracy"] is None else e["accuracy"] / 100,
-                             "source": e["source"], "lines": str(e["lines"])} for e in entries])
+                             "epochs": e["epochs"], "source": e["source"], "lines": str(e["lines"])}
+                            for e in entries])
     figures["width"] = figures["width"].astype(float)
     return figures
 
@@ -60,20 +62,32 @@ def zoo_table(runs, curves, figures):
         if column not in table:
             table[column] = None
     order = {(m, -1.0 if np.isnan(w) else w): i for i, (m, w) in enumerate(zip(figures["model"], figures["width"]))}
-    stated = {(m, -1.0 if np.isnan(w) else w): a
-              for m, w, a in zip(figures["model"], figures["width"], figures["stated_accuracy"])}
+    stated = {(m, -1.0 if np.isnan(w) else w): (a, e) for m, w, a, e in
+              zip(figures["model"], figures["width"], figures["stated_accuracy"], figures["epochs"])}
     place = [(m, -1.0 if np.isnan(w) else w) for m, w in zip(table["model"], table["width"])]
     accuracy = 1 - table["error_at_e"]
+    figure, notes = [], []
+    for spot, (_, row) in zip(place, table.iterrows()):
+        key = json.loads(row["key"])
+        value, epochs = stated.get(spot, (np.nan, None))
+        full_data = key["train_limit"] is None and key["test_limit"] is None and not key["debug_run"]
+        note = [row["note"]] if row["note"] else []
+        if not np.isnan(value) and not full_data:
+            note.append("limited data: no gap")
+        elif not np.isnan(value) and row["epochs"] != epochs:
+            note.append(f"the source's {epochs} epochs not run (ran {row['epochs']}): no gap")
+        figure.append(value if full_data and row["epochs"] == epochs else np.nan)
+        notes.append("; ".join(note))
     zoo = pd.DataFrame({
         "network": [m if np.isnan(w) else f"{m} (n={int(w)})" for m, w in zip(table["model"], table["width"])],
         "model": table["model"], "width": table["width"], "method": table["method"],
         "preprocess": table["preprocess"], "init": table["init"],
         "epochs": table["epochs"], "batch_size": table["batch_size"], "seeds": table["seeds"],
         "test_error": table["error_at_e"], "test_nll": table["test_nll"], "test_ece": table["test_ece"],
-        "accuracy": accuracy, "stated_accuracy": [stated.get(p, np.nan) for p in place],
-        "order": [order.get(p, len(order)) for p in place], "note": table["note"],
+        "accuracy": accuracy, "stated_accuracy": [stated.get(p, (np.nan,))[0] for p in place],
+        "order": [order.get(p, len(order)) for p in place], "note": notes,
         "run_folders": table["run_folders"]})
-    zoo["gap"] = zoo["accuracy"] - zoo["stated_accuracy"]
+    zoo["gap"] = zoo["accuracy"] - np.asarray(figure, dtype=float)
     zoo = _in_method_order(zoo).sort_values(["order", "model", "width"], kind="stable", ignore_index=True)
     return zoo.drop(columns="order")
 
@@ -89,6 +103,7 @@ def zoo_markdown(zoo):
         "error": zoo["test_error"].map(_percent), "NLL": zoo["test_nll"].map(_decimal),
         "ECE": zoo["test_ece"].map(_decimal), "accuracy": zoo["accuracy"].map(_percent),
         "source's accuracy (BP)": zoo["stated_accuracy"].map(_percent), "gap": zoo["gap"].map(_points),
+        "note": zoo["note"],
     }).to_markdown(index=False, disable_numparse=True)
 
 

@@ -70,12 +70,15 @@ ARCHITECTURES = {
         ],
     },
     # 4 conv layers 16-32-32-64, 3x3 "same", LeakyReLU(0.1), a max-pool and dropout after
-    # each pair, FC 256: 32 -> 16 -> 8
+    # each pair, FC 256: 32 -> 16 -> 8. The source's first conv has activation="relu" and then
+    # LeakyReLU(0.1), which passes ReLU's output unchanged: ReLU here. Its source also puts a
+    # LeakyReLU(0.1) between the 10 outputs and the softmax; left out (both methods read the
+    # last Linear's outputs: BP's softmax, TAGI's hierarchical softmax)
     "cnn4_leaky_dropout": {
         "input_shape": (3, 32, 32),
         "layers": [
             {"type": "Conv2d", "in_channels": 3, "out_channels": 16, "kernel_size": 3, "padding": 1},
-            {"type": "LeakyReLU", "negative_slope": 0.1},
+            {"type": "ReLU"},
             {"type": "Conv2d", "in_channels": 16, "out_channels": 32, "kernel_size": 3, "padding": 1},
             {"type": "LeakyReLU", "negative_slope": 0.1},
             {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Dropout", "p": 0.25},

@@ -35,7 +35,7 @@ def zoo_runs(tmp_path):
                   width=width, seconds=width * 2.0)
         write_run(runs / f"bp-{width}", "pytorch_tutorial_width", "bp", [0.5, 0.4, bp_error], width=width,
                   seconds=width / 10, preprocess="normalize_half", init="torch_default", batch_size=4)
-    write_run(runs / "bp-fc", "fc_3072_128", "bp", [0.6, 0.55], preprocess="normalize_half",
+    write_run(runs / "bp-fc", "fc_3072_128", "bp", [0.6, 0.58, 0.57, 0.56, 0.55], preprocess="normalize_half",
               init="torch_default", batch_size=100)
     write_run(runs / "bp-4", "cnn4_leaky_dropout", "bp", [0.4, 0.3], preprocess="centered_unit",
               init="glorot_uniform", batch_size=32)
@@ -70,18 +70,32 @@ def test_zoo_table_rows_gaps_and_order(zoo_runs):
     assert np.isnan(table.iloc[1]["stated_accuracy"]) and np.isnan(table.iloc[1]["gap"])
 
 
+def test_no_gap_without_the_full_data_and_the_sources_epochs(tmp_path):
+    """A run cut short of the source's epochs, or on part of the data, keeps the stated accuracy
+    beside it but gets no gap, and its note says why."""
+    write_run(tmp_path / "short", "pytorch_tutorial_3conv", "bp", [0.5, 0.4])          # 2 of 4 epochs
+    write_run(tmp_path / "small", "pytorch_tutorial_4conv", "bp", [0.5, 0.4, 0.4, 0.4])
+    summary = json.loads((tmp_path / "small" / "summary.json").read_text())
+    (tmp_path / "small" / "summary.json").write_text(json.dumps({**summary, "train_limit": 500}))
+    table = zoo_table(*gather([tmp_path]), source_figures()).set_index("model")
+    assert table.loc["pytorch_tutorial_3conv", "stated_accuracy"] == pytest.approx(0.7049)
+    assert np.isnan(table.loc["pytorch_tutorial_3conv", "gap"]) and np.isnan(table.loc["pytorch_tutorial_4conv", "gap"])
+    assert table.loc["pytorch_tutorial_3conv", "note"] == "the source's 4 epochs not run (ran 2): no gap"
+    assert table.loc["pytorch_tutorial_4conv", "note"] == "limited data: no gap"
+
+
 def test_zoo_page_files(zoo_runs, tmp_path):
     text = report_zoo([zoo_runs], tmp_path / "page")
     header = [cell.strip() for cell in text.splitlines()[0].split("|")[1:-1]]
     assert header == ["network", "method", "preprocessing", "initialisation", "E", "B", "error", "NLL",
-                      "ECE", "accuracy", "source's accuracy (BP)", "gap"]
+                      "ECE", "accuracy", "source's accuracy (BP)", "gap", "note"]
     rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): [cell.strip() for cell in line.split("|")[1:-1]]
             for line in text.splitlines()[2:]}
     assert rows[("pytorch_tutorial_width (n=90)", "BP")] == [
         "pytorch_tutorial_width (n=90)", "BP", "normalize_half", "torch_default", "3", "4", "27.58 %",
-        "1.000", "0.050", "72.42 %", "71.42 %", "+1.00 pt"]
-    assert rows[("fc_3072_128", "BP")][-3:] == ["45.00 %", "46.00 %", "-1.00 pt"]
-    assert rows[("cnn4_leaky_dropout", "BP")][-2:] == ["–", "–"]
+        "1.000", "0.050", "72.42 %", "71.42 %", "+1.00 pt", ""]
+    assert rows[("fc_3072_128", "BP")][-4:] == ["45.00 %", "46.00 %", "-1.00 pt", ""]
+    assert rows[("cnn4_leaky_dropout", "BP")][-3:] == ["–", "–", ""]
     for name in ("zoo.md", "zoo.csv", "accuracy_vs_width.png", "seconds_vs_width.png"):
         assert (tmp_path / "page" / name).stat().st_size > 0
 
