@@ -13,21 +13,26 @@ that ran the source's epochs (else the note says why not). Writes ``zoo.md``,
 ``zoo.csv``, ``accuracy_vs_width.png`` (test accuracy against the width of the
 PyTorch tutorial's first conv layer, both methods, the source's figures marked) and
 ``seconds_vs_width.png`` (training seconds per epoch against width, both methods) to
-``--out``.
+``--out``; under experiment=seed_zoo and seed_zoo_widths the ``ZooPage`` callback writes
+them into the sweep folder after each multirun.
 """
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from .table import _decimal, _in_method_order, _percent, _points, gather, results_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+log = logging.getLogger(__name__)
 
 SOURCES = Path(__file__).with_name("zoo_sources.yaml")
 WIDTH_MODEL = "pytorch_tutorial_width"
@@ -164,6 +169,19 @@ def report_zoo(paths, out, sources=SOURCES):
     plot_accuracy_vs_width(zoo, figures, out / "accuracy_vs_width.png")
     plot_seconds_vs_width(runs, out / "seconds_vs_width.png")
     return text
+
+
+class ZooPage(Callback):
+    """Hydra callback: after a multirun, write the zoo page of its folder beside its table."""
+
+    def on_multirun_end(self, config, **kwargs):
+        folder = config.hydra.sweep.dir
+        try:
+            report_zoo([folder], folder)
+        except FileNotFoundError as err:          # no run finished an epoch
+            log.warning("no zoo page: %s", err)
+            return
+        log.info("zoo page: %s/zoo.md", folder)
 
 
 def main(argv=None):

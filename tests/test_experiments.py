@@ -172,6 +172,8 @@ def test_every_experiment_runs_in_debug_mode(cifar_root, tmp_path, experiment):
                   key=str) == sorted(((model, method, width) for model in models
                                       for method in swept.method.split(",") for width in widths), key=str)
     assert (runs["epochs"] == 2).all() and (tmp_path / "table.md").exists()
+    if "zoo_page" in OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").hydra.get("callbacks", {}):
+        assert (tmp_path / "zoo.md").exists() and (tmp_path / "accuracy_vs_width.png").exists()
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])

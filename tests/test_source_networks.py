@@ -38,7 +38,7 @@ IDS = [f"{name}{params.get('width', '')}" for (name, params), _ in NETWORKS]
 
 
 def test_counts_by_hand():
-    """The counting helpers against figures worked out on paper."""
+    """The counting functions against figures worked out on paper."""
     assert width_count(30, 10) == 661_914 and width_count(170, 10) == 1_372_554
     assert count_3conv(10) == 1_584_330 and count_4conv(10) == 678_630
 
