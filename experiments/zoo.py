@@ -55,6 +55,11 @@ def _width(key_text):
     return np.nan if width is None else float(width)
 
 
+def _network(model, width):
+    """(model, width or None): a row's network, matched between the runs and the stated figures."""
+    return model, None if np.isnan(width) else int(width)
+
+
 def zoo_table(runs, curves, figures):
     """One row per network, width and method (``results_table``'s rows) with the stated accuracy
     and the gap -> DataFrame in ``figures``' network order, TAGI before BP; networks not in
@@ -66,22 +71,22 @@ def zoo_table(runs, curves, figures):
     for column in ("preprocess", "init"):
         if column not in table:
             table[column] = None
-    order = {(m, -1.0 if np.isnan(w) else w): i for i, (m, w) in enumerate(zip(figures["model"], figures["width"]))}
-    stated = {(m, -1.0 if np.isnan(w) else w): (a, e) for m, w, a, e in
-              zip(figures["model"], figures["width"], figures["stated_accuracy"], figures["epochs"])}
-    place = [(m, -1.0 if np.isnan(w) else w) for m, w in zip(table["model"], table["width"])]
-    accuracy = 1 - table["error_at_e"]
-    figure, notes = [], []
-    for spot, (_, row) in zip(place, table.iterrows()):
+    sources = {_network(m, w): (i, a, e) for i, (m, w, a, e) in enumerate(
+        zip(figures["model"], figures["width"], figures["stated_accuracy"], figures["epochs"]))}
+    order, stated, gap, notes = [], [], [], []
+    for _, row in table.iterrows():
+        place, value, epochs = sources.get(_network(row["model"], row["width"]), (len(sources), np.nan, None))
         key = json.loads(row["key"])
-        value, epochs = stated.get(spot, (np.nan, None))
         full_data = key["train_limit"] is None and key["test_limit"] is None and not key["debug_run"]
         note = [row["note"]] if row["note"] else []
         if not np.isnan(value) and not full_data:
             note.append("limited data: no gap")
         elif not np.isnan(value) and row["epochs"] != epochs:
             note.append(f"the source's {epochs} epochs not run (ran {row['epochs']}): no gap")
-        figure.append(value if full_data and row["epochs"] == epochs else np.nan)
+        comparable = full_data and row["epochs"] == epochs
+        order.append(place)
+        stated.append(value)
+        gap.append(1 - row["error_at_e"] - value if comparable else np.nan)
         notes.append("; ".join(note))
     zoo = pd.DataFrame({
         "network": [m if np.isnan(w) else f"{m} (n={int(w)})" for m, w in zip(table["model"], table["width"])],
@@ -89,10 +94,8 @@ def zoo_table(runs, curves, figures):
         "preprocess": table["preprocess"], "init": table["init"],
         "epochs": table["epochs"], "batch_size": table["batch_size"], "seeds": table["seeds"],
         "test_error": table["error_at_e"], "test_nll": table["test_nll"], "test_ece": table["test_ece"],
-        "accuracy": accuracy, "stated_accuracy": [stated.get(p, (np.nan,))[0] for p in place],
-        "order": [order.get(p, len(order)) for p in place], "note": notes,
-        "run_folders": table["run_folders"]})
-    zoo["gap"] = zoo["accuracy"] - np.asarray(figure, dtype=float)
+        "accuracy": 1 - table["error_at_e"], "stated_accuracy": stated, "gap": gap, "note": notes,
+        "order": order, "run_folders": table["run_folders"]})
     zoo = _in_method_order(zoo).sort_values(["order", "model", "width"], kind="stable", ignore_index=True)
     return zoo.drop(columns="order")
 
