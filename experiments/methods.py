@@ -55,7 +55,8 @@ class TagiMethod:
 
 
 class BpMethod:
-    """Backprop with softmax cross-entropy, an optimiser (SGD or Adam) and a per-epoch lr schedule.
+    """Backprop with softmax cross-entropy, an optimiser (SGD, Adam or Adamax), a per-epoch lr
+    schedule, and the initialisation ``method.init``.
 
     Dropout masks are reseeded from (seed, epoch) at the start of every epoch, so a
     resumed run draws the same masks as an uninterrupted one.
@@ -65,7 +66,8 @@ class BpMethod:
 
     def __init__(self, cfg, spec, num_classes):
         self.cfg, self.seed = cfg.method, cfg.seed
-        self.net = bp_network(spec, num_classes, backend=cfg.backend, dtype=cfg.dtype, seed=cfg.seed)
+        self.net = bp_network(spec, num_classes, init_method=self.cfg.init, backend=cfg.backend,
+                              dtype=cfg.dtype, seed=cfg.seed)
         opt = self.cfg.optimizer
         options = {"lr": opt.lr, "weight_decay": opt.weight_decay}
         if opt.name == "sgd":
@@ -75,7 +77,8 @@ class BpMethod:
         self.optimizer = bp.make_optimizer(opt.name, self.net.parameters(), **options)
         sched = self.cfg.schedule
         schedule_options = {"cosine": {"epochs": sched.epochs},
-                            "step": {"step_size": sched.step_size, "gamma": sched.gamma}}
+                            "step": {"step_size": sched.step_size, "gamma": sched.gamma},
+                            "exponential": {"gamma": sched.gamma}}
         self.schedule = bp.make_schedule(sched.name, opt.lr, **schedule_options.get(sched.name, {}))
 
     def __repr__(self):
@@ -120,6 +123,15 @@ def make_method(cfg, spec, num_classes):
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
     return METHODS[name](cfg, spec, num_classes)
+
+
+# the rule TAGI's layers draw their initial means by (tagi.nn's default init_method)
+TAGI_INIT = "He"
+
+
+def initialisation(cfg):
+    """The name of the run's initialisation: ``method.init`` for BP, ``TAGI_INIT`` for TAGI."""
+    return cfg.method.init if cfg.method.name == BpMethod.name else TAGI_INIT
 
 
 def method_settings(cfg):

@@ -13,18 +13,22 @@ from typing import Any, List, Optional
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tagi.bp import INIT_METHODS, SCHEDULES
 from tagi.bp.checks import check_choice, check_number
+from tagi.data import PREPROCESS
+from tagi.models import PARAMETERISED
 
 
 class SettingsError(ValueError):
     """A setting has the wrong type or lies outside its range; the message names its key."""
 
 
-def ranged(low=None, high=None, low_open=False, high_open=False):
+def ranged(low=None, high=None, low_open=False, high_open=False, default=MISSING):
     """A numeric field (or list of numbers) bounded by ``low``/``high``; null is allowed where
-    the type is Optional. A bound given as a string names a sibling field (its value is the bound)."""
+    the type is Optional. A bound given as a string names a sibling field (its value is the bound).
+    ``default`` is for a field that only some configs of its group set (left MISSING otherwise)."""
     bounds = {"low": low, "high": high, "low_open": low_open, "high_open": high_open}
-    return field(default=MISSING, metadata={"range": bounds})
+    return field(default=default, metadata={"range": bounds})
 
 
 def choice(*choices):
@@ -37,6 +41,7 @@ class Data:
     name: str = choice("cifar10")
     root: str = MISSING
     num_classes: int = ranged(low=2)
+    preprocess: str = choice(*PREPROCESS)
     train_limit: Optional[int] = ranged(low=1)
     test_limit: Optional[int] = ranged(low=1)
     val_size: int = ranged(low=0)         # below the training images: _check_val_size
@@ -52,6 +57,8 @@ class Model:
     name: str = MISSING
     input_shape: Optional[List[int]] = ranged(low=1)
     layers: Optional[List[Any]] = None
+    # the parameter of a parameterised architecture (tagi.models.PARAMETERISED); null for the others
+    width: Optional[int] = ranged(low=1, default=None)
 
 
 @dataclass
@@ -76,7 +83,7 @@ class Optimizer:
 
 @dataclass
 class Schedule:
-    name: str = choice("cosine", "step", "constant")
+    name: str = choice(*SCHEDULES)
     epochs: int = ranged(low=1)
     step_size: int = ranged(low=1)
     gamma: float = ranged(low=0, low_open=True, high=1)
@@ -85,6 +92,7 @@ class Schedule:
 @dataclass
 class Bp:
     name: str = choice("bp")
+    init: str = choice(*INIT_METHODS)
     optimizer: Optimizer = field(default_factory=Optimizer)
     schedule: Schedule = field(default_factory=Schedule)
     epochs: int = ranged(low=1)
@@ -164,6 +172,17 @@ def _check_val_size(data):
                          f"(data.train_limit={data.train_limit}), got {data.val_size}")
 
 
+def _check_model_parameters(model):
+    """``model.width`` is set exactly for the architectures built from one (tagi.models.PARAMETERISED)."""
+    takes = () if model.get("layers") else PARAMETERISED.get(model.name, (None, ()))[1]
+    for name in ("width",):
+        if name in takes and model[name] is None:
+            raise ValueError(f"model.{name} must be set for model {model.name!r} (e.g. model.{name}=90)")
+        if name not in takes and model[name] is not None:
+            raise ValueError(f"model.{name} is for models built from it "
+                             f"({', '.join(sorted(PARAMETERISED))}); model {model.name!r} takes none")
+
+
 def validate(cfg):
     """The composed config checked against the schema -> a typed copy; SettingsError names the key.
 
@@ -179,6 +198,7 @@ def validate(cfg):
             _check_fields(typed.method, method, "method.", interpolated)
             _check_fields(typed, Config, "", interpolated)
         _check_val_size(typed.data)
+        _check_model_parameters(typed.model)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         message = str(getattr(err, "msg", err)).splitlines()[0]

@@ -49,9 +49,12 @@ PUBLISHED = {
 }
 # The settings that define a comparison; runs differing in any of them are never pooled.
 # "method.*" and "model.layers" stand for every leaf of those config sections.
-KEY = ("model", "model.layers", "method", "batch_size", "planned_epochs", "train_limit", "test_limit",
-       "val_size", "dtype", "debug_run", "method.*")
+KEY = ("model", "model.layers", "width", "method", "batch_size", "planned_epochs", "train_limit",
+       "test_limit", "val_size", "dtype", "debug_run", "preprocess", "init", "method.*")
 UNRECORDED = "not recorded"      # the data source of runs whose summary has no provenance
+# settings the table shows in columns of their own where the runs record them (runs written
+# before they were recorded have none), not among a row's differing settings
+SHOWN = {"preprocess": "preprocessing", "init": "initialisation"}
 # method settings that only feed train.* (which the key holds as batch_size, planned_epochs)
 _PROTOCOL = ("method.name", "method.epochs", "method.batch_size")
 
@@ -242,7 +245,7 @@ def _differing(keys):
     "name=value, ...": the method's own settings (``method.*``) among rows of that model and
     method only (a TAGI row and a BP row differ in them by nature, and so may two networks'
     recipes), every other setting among all rows of the model."""
-    fixed = ("model", "method", "batch_size", "planned_epochs", "debug_run")
+    fixed = ("model", "method", "batch_size", "planned_epochs", "debug_run", *SHOWN)
     shown = []
     for key in keys:
         def varies(name):
@@ -283,6 +286,7 @@ def results_table(runs, curves):
             "model": key["model"], "method": key["method"], "seeds": len(per_seed), "runs": len(group),
             "error_e1": e1, "error_e1_std": e1_std, "error_at_e": err, "error_at_e_std": err_std,
             "epochs": epoch, "planned_epochs": key["planned_epochs"], "batch_size": key["batch_size"],
+            **{name: key.get(name) for name in SHOWN},
             "test_nll": nll, "test_nll_std": nll_std, "test_ece": ece, "test_ece_std": ece_std,
             "published_error_e1": published.get("error_e1", np.nan),
             "published_error_final": published.get("error_final", np.nan),
@@ -339,6 +343,7 @@ def _finished_markdown(table):
         "Δ e=1": table["diff_e1"].map(_points),
         "error e=E": [_percent(m, s) for m, s in zip(table["error_at_e"], table["error_at_e_std"])],
         "E": table["epochs"], "B": table["batch_size"], "seeds": table["seeds"],
+        **{title: table[name].fillna("–") for name, title in SHOWN.items()},
         "test NLL": [_decimal_std(m, s) for m, s in zip(table["test_nll"], table["test_nll_std"])],
         "ECE": [_decimal_std(m, s) for m, s in zip(table["test_ece"], table["test_ece_std"])],
         "published e=1": table["published_error_e1"].map(_percent),
@@ -346,6 +351,7 @@ def _finished_markdown(table):
                               for p, e in zip(table["published_error_final"], table["published_epochs"])],
         "Δ e=E": table["diff_e"].map(_points), "note": table["note"],
     })
+    shown = shown.drop(columns=[title for name, title in SHOWN.items() if table[name].isna().all()])
     if not (shown["settings"] != "").any():
         shown = shown.drop(columns="settings")
     if shown["network"].nunique() < 2:

@@ -32,7 +32,8 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
-from tagi.data import Batches, cifar10_source, download_cifar10, load_cifar10, stratified_split
+from tagi.data import (Batches, cifar10_source, download_cifar10, load_cifar10, preprocess_stats,
+                       stratified_split)
 from tagi.divergence import DivergenceError, nonfinite_keys
 from tagi.metrics import error_rate, expected_calibration_error, nll, reliability_sums
 from tagi.models import architecture
@@ -41,7 +42,7 @@ from tagi.threads import check_thread_count, limit_threads
 from . import checkpoint, provenance, tracking
 from .io import atomic_write, remove_stale_tmp, write_csv
 from .lock import hold_run_folder
-from .methods import make_method, method_settings
+from .methods import initialisation, make_method, method_settings
 from .settings import SettingsError, validate
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "defa
 
 
 def model_spec(model_cfg):
-    """The model config -> architecture spec: the named one, or the layers given in the config."""
+    """The model config -> architecture spec: the named one (built from ``width`` when the config
+    sets one), or the layers given in the config."""
     if model_cfg.get("layers"):
         if not model_cfg.get("input_shape"):
             raise ValueError("a model config that lists `layers` needs an `input_shape` too")
         return OmegaConf.to_container(model_cfg, resolve=True)
-    return architecture(model_cfg.name)
+    width = model_cfg.get("width")
+    return architecture(model_cfg.name, **({} if width is None else {"width": width}))
 
 
 def load_data(data_cfg, progress):
@@ -106,8 +109,8 @@ def hold_out(data, data_cfg):
 def run_identity(cfg, spec):
     """The settings a checkpoint must share with this run to be resumed (JSON-normalised)."""
     identity = {"model_name": cfg.model.name, "model": spec, "method": method_settings(cfg),
-                "data": {**{key: cfg.data[key]
-                            for key in ("name", "num_classes", "train_limit", "test_limit")},
+                "data": {**{key: cfg.data[key] for key in ("name", "num_classes", "preprocess",
+                                                            "train_limit", "test_limit")},
                          **split_settings(cfg.data)},
                 "seed": cfg.seed, "dtype": cfg.dtype, "batch_size": cfg.train.batch_size}
     return json.loads(json.dumps(identity))
@@ -128,6 +131,10 @@ def run(cfg, out_dir, output_root=None):
             return _train(cfg, out_dir, tracker)
 
 
+# settings summaries record since a later version: a summary without one ran with this value
+RECORDED_LATER = {"preprocess": "standardize", "init": "He", "width": None}
+
+
 def committed_results(cfg, out_dir):
     """A run folder holding results but no checkpoint (committed runs keep only metrics.csv and
     summary.json) -> its metrics when its summary says it finished at least the planned epochs
@@ -140,7 +147,7 @@ def committed_results(cfg, out_dir):
     ours = run_settings(cfg)
     settings = [key for key in dict.fromkeys([*ours, "val_size", "split_seed"])   # a split either side
                 if key not in ("planned_epochs", "backend", "config")]
-    differ = [key for key in settings if summary.get(key) != ours.get(key)]
+    differ = [key for key in settings if summary.get(key, RECORDED_LATER.get(key)) != ours.get(key)]
     if summary.get("status") == "finished" and summary.get("epochs", 0) >= cfg.train.epochs and not differ:
         log.info("%s finished %d epochs already (no checkpoint to resume from): nothing to train",
                  out_dir, summary["epochs"])
@@ -168,9 +175,12 @@ def _train(cfg, out_dir, tracker):
     method = make_method(cfg, spec, cfg.data.num_classes)
     rng = np.random.default_rng(cfg.seed)
     dtype = np.dtype(cfg.dtype)
-    train = Batches(data.x_train, data.y_train, cfg.train.batch_size, rng=rng, dtype=dtype)
-    test = Batches(data.x_test, data.y_test, max(cfg.train.batch_size, 256), dtype=dtype)
-    val = None if held_out is None else Batches(*held_out, max(cfg.train.batch_size, 256), dtype=dtype)
+    mean, std = preprocess_stats(cfg.data.preprocess)
+    batch_options = {"mean": mean, "std": std, "dtype": dtype}
+    train = Batches(data.x_train, data.y_train, cfg.train.batch_size, rng=rng, **batch_options)
+    test = Batches(data.x_test, data.y_test, max(cfg.train.batch_size, 256), **batch_options)
+    val = None if held_out is None else Batches(*held_out, max(cfg.train.batch_size, 256),
+                                                **batch_options)
     launch = provenance.provenance(cifar10_source(to_absolute_path(cfg.data.root)),
                                    method.backend.NAME, dtype)
     columns = metric_columns(cfg)
@@ -261,6 +271,7 @@ def run_settings(cfg):
             "planned_epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
             "backend": cfg.backend, "dtype": cfg.dtype, "train_limit": cfg.data.train_limit,
             "test_limit": cfg.data.test_limit, **split_settings(cfg.data), "debug_run": cfg.debug_run,
+            "preprocess": cfg.data.preprocess, "init": initialisation(cfg), "width": cfg.model.get("width"),
             "config": OmegaConf.to_container(cfg, resolve=True)}
 
 

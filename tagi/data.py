@@ -4,7 +4,8 @@
 layout) or, failing that, the official ``root/cifar-10-python.tar.gz``
 (md5-checked); ``download_cifar10(root)`` fetches that archive from the CIFAR-10
 page when ``root`` holds neither. Images stay uint8 (N, 3, 32, 32) in memory (150 MB for all
-60,000); ``Batches`` normalises one batch at a time to float32.
+60,000); ``Batches`` normalises one batch at a time to float32, (x / 255 - mean) / std per
+channel, with the mean and std of a named preprocessing (``preprocess_stats``).
 """
 import hashlib
 import http.client
@@ -30,6 +31,15 @@ CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = "test_batch"
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)   # per channel, of pixels / 255
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+# Preprocessing by name -> per-channel (mean, std) of pixels / 255, each image fed as
+# (x / 255 - mean) / std
+PREPROCESS = {
+    "standardize": (CIFAR10_MEAN, CIFAR10_STD),      # per channel, zero mean and unit std over CIFAR-10
+    "normalize_half": ((0.5,) * 3, (0.5,) * 3),      # torchvision Normalize((0.5,)*3, (0.5,)*3): x/255*2 - 1, in [-1, 1]
+    "unit_range": ((0.0,) * 3, (1.0,) * 3),          # x / 255, in [0, 1]
+    "centered_unit": ((0.5,) * 3, (1.0,) * 3),       # x / 255 - 0.5, in [-0.5, 0.5]
+}
 
 
 class DataError(ValueError):
@@ -215,6 +225,14 @@ def download_cifar10(root, url=CIFAR10_URL, md5=CIFAR10_MD5, progress=True, time
     return archive
 
 
+def preprocess_stats(name):
+    """The per-channel (mean, std) of pixels / 255 that ``Batches`` takes for the preprocessing
+    ``name`` (one of ``PREPROCESS``): images are fed as (x / 255 - mean) / std."""
+    if name not in PREPROCESS:
+        raise ValueError(f"unknown preprocessing {name!r}; one of {tuple(PREPROCESS)}")
+    return PREPROCESS[name]
+
+
 class Batches:
     """Mini-batches of normalised float images (B, C, H, W) and labels (B,).
 
@@ -223,7 +241,8 @@ class Batches:
         batch_size: B; the last incomplete batch is kept unless ``drop_last``.
         rng: a numpy Generator to shuffle with each time the batches are iterated;
             None keeps the stored order.
-        mean, std: per-channel statistics of pixels / 255.
+        mean, std: per-channel statistics of pixels / 255; each image is fed as
+            (x / 255 - mean) / std (``preprocess_stats`` gives them by name).
     """
 
     def __init__(self, images, labels, batch_size, rng=None, drop_last=False,

@@ -5,6 +5,9 @@ the keyword arguments are those of the layer class. The output layer's size is
 written ``"outputs"``: the method fills it in (11 for TAGI's hierarchical
 softmax over 10 classes, 10 for a BP softmax).
 
+``PARAMETERISED`` holds the architectures built from a parameter (the PyTorch
+tutorial's width sweep: ``architecture("pytorch_tutorial_width", width=90)``).
+
 Every architecture builds with either method; ``tagi_network`` leaves out the
 ``Dropout`` entries (of ``cnn4_leaky_dropout``), which have no TAGI counterpart, and
 logs so. A Linear reads a conv map flattened in (C, H, W) order, so no Flatten
@@ -67,12 +70,15 @@ ARCHITECTURES = {
         ],
     },
     # 4 conv layers 16-32-32-64, 3x3 "same", LeakyReLU(0.1), a max-pool and dropout after
-    # each pair, FC 256: 32 -> 16 -> 8
+    # each pair, FC 256: 32 -> 16 -> 8. The source's first conv has activation="relu" and then
+    # LeakyReLU(0.1), which passes ReLU's output unchanged: ReLU here. Its source also puts a
+    # LeakyReLU(0.1) between the 10 outputs and the softmax; left out (both methods read the
+    # last Linear's outputs: BP's softmax, TAGI's hierarchical softmax)
     "cnn4_leaky_dropout": {
         "input_shape": (3, 32, 32),
         "layers": [
             {"type": "Conv2d", "in_channels": 3, "out_channels": 16, "kernel_size": 3, "padding": 1},
-            {"type": "LeakyReLU", "negative_slope": 0.1},
+            {"type": "ReLU"},
             {"type": "Conv2d", "in_channels": 16, "out_channels": 32, "kernel_size": 3, "padding": 1},
             {"type": "LeakyReLU", "negative_slope": 0.1},
             {"type": "MaxPool2d", "kernel_size": 2}, {"type": "Dropout", "p": 0.25},
@@ -109,14 +115,88 @@ ARCHITECTURES = {
             {"type": "Linear", "in_features": 128, "out_features": OUTPUTS},
         ],
     },
+    # the PyTorch tutorial's LeNet with a third conv layer and wider FC layers (its variant
+    # "3 convolutional layers - 3 fully connected layers"): 5x5 convs 100-180-240, a max-pool
+    # after the first two, FC 240-100-200: 32 -> 28 -> 14 -> 10 -> 5 -> 1
+    "pytorch_tutorial_3conv": {
+        "input_shape": (3, 32, 32),
+        "layers": [
+            {"type": "Conv2d", "in_channels": 3, "out_channels": 100, "kernel_size": 5},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 100, "out_channels": 180, "kernel_size": 5},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 180, "out_channels": 240, "kernel_size": 5},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 240 * 1 * 1, "out_features": 100},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 100, "out_features": 200},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 200, "out_features": OUTPUTS},
+        ],
+    },
+    # ... and with four: convs 100 (3x3), 180 (3x3), 240 (2x2), 300 (2x2), a max-pool after the
+    # first three, FC 300-100-200: 32 -> 30 -> 15 -> 13 -> 6 -> 5 -> 2 -> 1
+    "pytorch_tutorial_4conv": {
+        "input_shape": (3, 32, 32),
+        "layers": [
+            {"type": "Conv2d", "in_channels": 3, "out_channels": 100, "kernel_size": 3},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 100, "out_channels": 180, "kernel_size": 3},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 180, "out_channels": 240, "kernel_size": 2},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": 240, "out_channels": 300, "kernel_size": 2},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 300 * 1 * 1, "out_features": 100},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 100, "out_features": 200},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 200, "out_features": OUTPUTS},
+        ],
+    },
 }
 
 
-def architecture(name):
-    """A deep copy of the named architecture: {"input_shape": ..., "layers": [...]}."""
-    if name not in ARCHITECTURES:
-        raise KeyError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}")
-    return copy.deepcopy(ARCHITECTURES[name])
+def _pytorch_tutorial_width(width):
+    """The PyTorch tutorial's LeNet widened (its width sweep): conv ``width`` 5x5 -> ReLU ->
+    max-pool 2 -> conv 200 5x5 -> ReLU -> max-pool 2 -> FC 5000-100-84: 32 -> 28 -> 14 -> 10 -> 5."""
+    return {
+        "input_shape": (3, 32, 32),
+        "layers": [
+            {"type": "Conv2d", "in_channels": 3, "out_channels": width, "kernel_size": 5},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Conv2d", "in_channels": width, "out_channels": 200, "kernel_size": 5},
+            {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+            {"type": "Linear", "in_features": 200 * 5 * 5, "out_features": 100},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 100, "out_features": 84},
+            {"type": "ReLU"},
+            {"type": "Linear", "in_features": 84, "out_features": OUTPUTS},
+        ],
+    }
+
+
+# name -> (builder, the parameters it takes, each a positive integer)
+PARAMETERISED = {"pytorch_tutorial_width": (_pytorch_tutorial_width, ("width",))}
+
+
+def architecture(name, **params):
+    """The named architecture, {"input_shape": ..., "layers": [...]}: a deep copy of a fixed one
+    (which takes no ``params``), or one of ``PARAMETERISED`` built from its ``params``."""
+    if name in ARCHITECTURES:
+        if params:
+            raise ValueError(f"architecture {name!r} takes no parameters, got {sorted(params)}")
+        return copy.deepcopy(ARCHITECTURES[name])
+    if name not in PARAMETERISED:
+        raise KeyError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES) + sorted(PARAMETERISED)}")
+    build, takes = PARAMETERISED[name]
+    if set(params) != set(takes):
+        raise ValueError(f"architecture {name!r} takes the parameters {list(takes)}, got {sorted(params)}")
+    for key in takes:
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"architecture {name!r}: {key} must be a positive integer, got {value!r}")
+    return build(**params)
 
 
 def _layer_class(namespace, kind):
@@ -177,9 +257,20 @@ def tagi_network(spec, num_outputs, **options):
                          input_shape=tuple(spec["input_shape"]), **options)
 
 
-def bp_network(spec, num_classes, **options):
+def bp_network(spec, num_classes, init_method=None, **options):
     """A ``tagi.bp.Sequential`` with ``num_classes`` softmax outputs from an architecture spec;
-    options go to Sequential (backend, dtype, seed)."""
+    options go to Sequential (backend, dtype, seed).
+
+    ``init_method`` (one of ``tagi.bp.INIT_METHODS``) initialises every layer with parameters
+    whose entry names none; None leaves each layer's default ("He").
+    """
     from . import bp
-    return bp.Sequential(*build_layers(spec["layers"], num_classes, bp),
+    from .bp.checks import check_choice
+    layers = spec["layers"]
+    if init_method is not None:
+        check_choice("init_method", init_method, bp.INIT_METHODS)
+        layers = [{"init_method": init_method, **entry}
+                  if (_layer_class(bp, entry.get("type")) or bp.Layer).has_params else entry
+                  for entry in layers]
+    return bp.Sequential(*build_layers(layers, num_classes, bp),
                          input_shape=tuple(spec["input_shape"]), **options)

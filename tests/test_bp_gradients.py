@@ -61,7 +61,7 @@ LAYERS = [
     ("conv_symmetric", lambda: bp.Conv2d(2, 3, 3, padding=1), (2, 5, 5)),
     ("conv_stride2_bottom_right", lambda: bp.Conv2d(2, 3, 3, stride=2, padding=1,
                                                     padding_type="bottom_right"), (2, 6, 6)),
-    ("conv_kernel5_no_pad", lambda: bp.Conv2d(1, 2, 5, init_method="pytorch"), (1, 7, 7)),
+    ("conv_kernel5_no_pad", lambda: bp.Conv2d(1, 2, 5, init_method="torch_default"), (1, 7, 7)),
     ("avgpool_cifar", lambda: bp.AvgPool2d(3, 2, padding=1, padding_type="bottom_right"), (2, 6, 6)),
     ("avgpool_2", lambda: bp.AvgPool2d(2), (2, 4, 4)),
     ("maxpool_2", lambda: bp.MaxPool2d(2), (2, 4, 5)),

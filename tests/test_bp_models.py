@@ -93,7 +93,7 @@ def test_same_spec_builds_tagi_and_bp_and_bp_starts_at_the_tagi_means():
 def pytorch_init(spec):
     for entry in spec["layers"]:
         if entry["type"] in ("Conv2d", "Linear"):
-            entry["init_method"] = "pytorch"
+            entry["init_method"] = "torch_default"
     return spec
 
 
@@ -108,7 +108,7 @@ def test_pytorch_init_bounds_and_seeding():
     other = bp_network(pytorch_init(architecture("cifar10_3conv")), 10, seed=1)
     np.testing.assert_array_equal(again.state_dict()["6.weight"], state["6.weight"])
     assert not np.array_equal(other.state_dict()["6.weight"], state["6.weight"])
-    layer = bp.Linear(4, 3, init_method="pytorch", gain_w=0.5, gain_b=2.0)
+    layer = bp.Linear(4, 3, init_method="torch_default", gain_w=0.5, gain_b=2.0)
     bp.Sequential(layer, input_shape=(4,), seed=0)
     assert np.abs(layer.weight.value).max() <= 0.25 and np.abs(layer.bias.value).max() > 0.5
 

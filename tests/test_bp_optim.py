@@ -117,7 +117,7 @@ def params():
     (lambda: bp.Adam(params(), eps=0), r"eps must be a finite number > 0"),
     (lambda: bp.make_optimizer("rmsprop", params(), lr=0.1), r"optimizer must be one of \('sgd', 'adam', 'adamax'\), got 'rmsprop'"),
     (lambda: bp.SGD([], lr=0.1), r"SGD got no parameters"),
-    (lambda: bp.make_schedule("linear", 0.1), r"schedule must be one of \('constant', 'step', 'cosine'\), got 'linear'"),
+    (lambda: bp.make_schedule("linear", 0.1), r"schedule must be one of \('constant', 'step', 'exponential', 'cosine'\), got 'linear'"),
     (lambda: bp.make_schedule("step", -0.1, step_size=2), r"lr \(learning rate\) .*got -0.1"),
     (lambda: bp.make_schedule("step", 0.1, step_size=0), r"step_size must be an integer >= 1, got 0"),
     (lambda: bp.make_schedule("step", 0.1, step_size=2, gamma=0), r"gamma .*got 0"),
@@ -126,7 +126,7 @@ def params():
     (lambda: bp.make_schedule("constant", 0.1)(0), r"epoch must be an integer >= 1, got 0"),
     (lambda: bp.Dropout(1.0), r"dropout p must be a finite number >= 0 and < 1, got 1.0"),
     (lambda: bp.Dropout(-0.1), r"dropout p .*got -0.1"),
-    (lambda: bp.Linear(3, 2, init_method="kaiming"), r"init_method must be one of \('He', 'Xavier', 'pytorch'\)"),
+    (lambda: bp.Linear(3, 2, init_method="kaiming"), r"init_method must be one of \('He', 'Xavier', 'torch_default', 'glorot_uniform'\)"),
     (lambda: bp.Conv2d(3, 2, 3, gain_w=0), r"gain_w must be a finite number > 0"),
 ])
 def test_bad_hyperparameters_are_named(make, message):

@@ -166,10 +166,14 @@ def test_every_experiment_runs_in_debug_mode(cifar_root, tmp_path, experiment):
              f"hydra.sweep.dir={tmp_path}")
     runs, _ = gather([tmp_path])
     swept = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").hydra.sweeper.params
-    models = swept.get("model", "cifar10_3conv").split(",")
-    assert sorted(zip(runs["model"], runs["method"])) == sorted(
-        (model, method) for model in models for method in swept.method.split(","))
+    models = swept.get("model", config(f"experiment={experiment}").model.name).split(",")
+    widths = [int(w) for w in str(swept["model.width"]).split(",")] if "model.width" in swept else [None]
+    assert sorted(zip(runs["model"], runs["method"], runs["width"].replace({np.nan: None})),
+                  key=str) == sorted(((model, method, width) for model in models
+                                      for method in swept.method.split(",") for width in widths), key=str)
     assert (runs["epochs"] == 2).all() and (tmp_path / "table.md").exists()
+    if "zoo_page" in OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").hydra.get("callbacks", {}):
+        assert (tmp_path / "zoo.md").exists() and (tmp_path / "accuracy_vs_width.png").exists()
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])

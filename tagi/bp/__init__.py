@@ -19,10 +19,10 @@ from .linear import Linear
 from .loss import log_softmax, softmax_cross_entropy
 from .optim import OPTIMIZERS, SGD, Adam, Adamax, make_optimizer
 from .pooling import AvgPool2d, MaxPool2d
-from .schedules import SCHEDULES, ConstantLR, CosineLR, StepLR, make_schedule
+from .schedules import SCHEDULES, ConstantLR, CosineLR, ExponentialLR, StepLR, make_schedule
 from .sequential import Sequential
 
 __all__ = ["INIT_METHODS", "OPTIMIZERS", "SCHEDULES", "Adam", "Adamax", "AvgPool2d", "ConstantLR", "Conv2d",
-           "CosineLR", "Dropout", "Layer", "LeakyReLU", "Linear", "MaxPool2d", "ParametricLayer",
+           "CosineLR", "Dropout", "ExponentialLR", "Layer", "LeakyReLU", "Linear", "MaxPool2d", "ParametricLayer",
            "Parameter", "ReLU", "SGD", "Sequential", "StepLR", "log_softmax", "make_optimizer",
            "make_schedule", "softmax_cross_entropy"]

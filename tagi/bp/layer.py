@@ -18,7 +18,8 @@ import numpy as np
 from .. import shapes
 from .checks import check_choice, check_number
 
-INIT_METHODS = shapes.INIT_METHODS + ("pytorch",)
+# every initialisation a BP layer knows: TAGI's rules for the initial means, then two frameworks' defaults
+INIT_METHODS = shapes.INIT_METHODS + ("torch_default", "glorot_uniform")
 
 
 class Parameter:
@@ -55,14 +56,17 @@ class Layer:
 class ParametricLayer(Layer):
     """A layer with a weight and a bias ``Parameter``.
 
-    Initialisation (``init_method``), seeded by the Sequential's generator:
+    Initialisation (``init_method``, one of ``INIT_METHODS``), seeded by the Sequential's generator,
+    with fan_in / fan_out = in / out features (Linear) or k*k*in / k*k*out channels (Conv2d):
 
     - ``"He"`` (default) / ``"Xavier"``: TAGI's rule for the initial means (docs/math.md
       §2.1), N(0, 1/fan_in) or N(0, 2/(fan_in + fan_out)) for weights and biases alike
       (TAGI's "He" uses 1, not 2, over fan_in); with the same seed and spec a BP
       network starts from exactly the means of its TAGI twin;
-    - ``"pytorch"``: PyTorch's defaults for Linear and Conv2d, weights and biases
-      ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming-uniform with a = sqrt(5)).
+    - ``"torch_default"``: PyTorch's defaults for Linear and Conv2d, weights and biases
+      ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Kaiming-uniform with a = sqrt(5));
+    - ``"glorot_uniform"``: Keras' defaults for Dense and Conv2D, weights
+      ~ U(-sqrt(6/(fan_in + fan_out)), +sqrt(6/(fan_in + fan_out))), biases zero.
 
     ``gain_w`` / ``gain_b`` multiply the spread of the initial weights / biases (in
     TAGI they scale the prior standard deviations; point weights have none).
@@ -80,10 +84,14 @@ class ParametricLayer(Layer):
         on the host, then move them."""
         weight_shape, fan_in, fan_out = param_shapes.weight, param_shapes.fan_in, param_shapes.fan_out
         n_out = weight_shape[0]
-        if self.init_method == "pytorch":
+        if self.init_method == "torch_default":
             bound = 1.0 / np.sqrt(fan_in)
             w = rng.uniform(-bound, bound, size=weight_shape) * self.gain_w
             b = rng.uniform(-bound, bound, size=n_out) * self.gain_b
+        elif self.init_method == "glorot_uniform":
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            w = rng.uniform(-bound, bound, size=weight_shape) * self.gain_w
+            b = np.zeros(n_out)
         else:
             scale = shapes.init_scale(self.init_method, fan_in, fan_out)
             w = rng.normal(0.0, scale, size=weight_shape) * self.gain_w

@@ -34,6 +34,21 @@ class StepLR(_Schedule):
         return self.lr * self.gamma ** ((epoch - 1) // self.step_size)
 
 
+class ExponentialLR(_Schedule):
+    """lr * gamma ** (epoch - 1): multiplied by ``gamma`` once per epoch.
+
+    Keras' ``LearningRateScheduler(lambda epoch: lr * gamma ** epoch)`` passes the 0-based
+    epoch index, so its first epoch runs at ``lr`` too: the same rates epoch for epoch.
+    """
+
+    def __init__(self, lr, gamma):
+        super().__init__(lr)
+        self.gamma = check_number("gamma", gamma, low=0, high=1, low_open=True)
+
+    def at(self, epoch):
+        return self.lr * self.gamma ** (epoch - 1)
+
+
 class CosineLR(_Schedule):
     """min_lr + (lr - min_lr) * (1 + cos(pi * (epoch - 1) / epochs)) / 2: half a cosine over ``epochs``."""
 
@@ -47,9 +62,10 @@ class CosineLR(_Schedule):
         return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-SCHEDULES = {"constant": ConstantLR, "step": StepLR, "cosine": CosineLR}
+SCHEDULES = {"constant": ConstantLR, "step": StepLR, "exponential": ExponentialLR, "cosine": CosineLR}
 
 
 def make_schedule(name, lr, **options):
-    """``make_schedule("cosine", 0.05, epochs=30)``, ``make_schedule("step", 0.1, step_size=10)``."""
+    """``make_schedule("cosine", 0.05, epochs=30)``, ``make_schedule("step", 0.1, step_size=10)``,
+    ``make_schedule("exponential", 5e-3, gamma=0.9)``."""
     return SCHEDULES[check_choice("schedule", name, tuple(SCHEDULES))](lr, **options)
