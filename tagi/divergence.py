@@ -51,3 +51,10 @@ def nonfinite_keys(state, layers=None):
     if layers is None:
         return keys
     return [f"{key} ({type(layers[int(key.split('.')[0])]).__name__})" for key in keys]
+
+
+def negative_variance_keys(state):
+    """The keys of the variances in ``state`` (name -> host array; a variance's name, after its
+    layer's "{index}.", starts with "var": ``var_w``, ``var_b``) that hold a negative entry."""
+    return [key for key, value in state.items()
+            if key.rsplit(".", 1)[-1].startswith("var") and (np.asarray(value) < 0).any()]

@@ -4,6 +4,7 @@ import errno
 import os
 import pickle
 import tarfile
+import traceback
 
 import numpy as np
 import pytest
@@ -84,3 +85,71 @@ def test_a_batch_with_no_images_is_refused_before_training(tmp_path):
     with pytest.raises(DataError, match=r"test_batch: the batch holds no images"):
         run(config(f"data.root={folder.parent}", "progress=false"), tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".run.lock"]
+
+
+TINY = ["data.train_limit=24", "data.test_limit=8", "train.batch_size=8", "backend=numpy", "progress=false"]
+
+
+class FullDisk:
+    """A binary file whose writes fail with ENOSPC once ``room`` bytes are written."""
+
+    def __init__(self, f, room):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_error_naming_the_file(cifar_root, tmp_path, monkeypatch):
+    from experiments import checkpoint
+    from experiments.train import run
+    from run_support import config
+    run(config(f"data.root={cifar_root}", *TINY), tmp_path)
+    kept = (tmp_path / "checkpoint.npz").read_bytes()
+    real_savez = np.savez
+    monkeypatch.setattr(np, "savez", lambda f, **arrays: real_savez(FullDisk(f, 4096), **arrays))
+    with pytest.raises(OSError, match=rf"^\[Errno {errno.ENOSPC}\] {tmp_path / 'checkpoint.npz'} not "
+                                      r"written \(No space left on device\)") as caught:
+        run(config(f"data.root={cifar_root}", *TINY, "train.epochs=2"), tmp_path)
+    printed = "".join(traceback.format_exception(caught.value))
+    assert printed.count("No space left on device") == 1                  # one error, not three
+    assert (tmp_path / "checkpoint.npz").read_bytes() == kept and not list(tmp_path.glob(".*.tmp"))
+    monkeypatch.undo()
+    assert len(run(config(f"data.root={cifar_root}", *TINY, "train.epochs=2"), tmp_path)) == 2
+    assert checkpoint.load(tmp_path / "checkpoint.npz")[1]["rows"][-1]["epoch"] == 2
+
+
+def test_outputs_get_the_mode_other_files_get(cifar_root, tmp_path):
+    from experiments.train import run
+    from run_support import config
+    run(config(f"data.root={cifar_root}", *TINY), tmp_path)
+    probe = tmp_path / "probe"
+    probe.write_text("")                                 # what open() gives under this umask
+    want = probe.stat().st_mode & 0o777
+    for name in ("metrics.csv", "summary.json", "test_probs.npz", "checkpoint.npz"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == want, name
+
+
+def test_a_checkpoint_with_negative_variances_is_refused_naming_the_array(cifar_root, tmp_path):
+    from experiments import checkpoint
+    from experiments.train import run
+    from run_support import config
+    run(config(f"data.root={cifar_root}", *TINY), tmp_path)
+    path = tmp_path / "checkpoint.npz"
+    arrays, meta = checkpoint.load(path)
+    arrays["0.var_w"] = arrays["0.var_w"].copy()
+    arrays["0.var_w"].flat[3] = -1e-3
+    with pytest.raises(checkpoint.CheckpointError, match=r"not saved: negative variances in 0\.var_w"):
+        checkpoint.save(path, arrays, meta)
+    record = dict(np.load(path))
+    record["0.var_w"] = arrays["0.var_w"]
+    np.savez(path, **record)                            # written by another program
+    with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint\.npz: the checkpoint holds negative "
+                                                         r"variances in 0\.var_w"):
+        run(config(f"data.root={cifar_root}", *TINY, "train.epochs=2"), tmp_path)
