@@ -1,4 +1,5 @@
 """Atomic writes: a file is either its old self or complete, never half-written."""
+import contextlib
 import logging
 import os
 import tempfile
@@ -28,12 +29,19 @@ def atomic_write(path, write):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        os.unlink(tmp)
+        _discard(tmp)
         raise OSError(err.errno, f"{path} not written ({err.strerror or err}); "
                                  "its previous content, if any, is kept") from None
     except BaseException:
-        os.unlink(tmp)
+        _discard(tmp)
         raise
+
+
+def _discard(tmp):
+    """Remove the temporary file of a failed write; gone already when the failure (an interrupt)
+    came just after it was renamed into place."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
 
 
 def write_csv(frame, path):
