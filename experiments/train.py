@@ -259,7 +259,8 @@ def mark_diverged(out_dir, cfg, rows, err):
     summary = json.loads(path.read_text()) if rows and path.exists() else {"epochs": len(rows)}
     summary.update(run_settings(cfg), status="diverged", error=str(err), diverged_epoch=err.epoch)
     atomic_write(path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    log.error("%s; the checkpoint of epoch %d is kept", err, len(rows))
+    log.error("%s; %s", err, f"the checkpoint of epoch {len(rows)} is kept" if rows else
+              "no checkpoint was written (the run diverged in its first epoch)")
 
 
 def job_threads(cfg, launcher):
