@@ -153,3 +153,19 @@ def test_a_checkpoint_with_negative_variances_is_refused_naming_the_array(cifar_
     with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint\.npz: the checkpoint holds negative "
                                                          r"variances in 0\.var_w"):
         run(config(f"data.root={cifar_root}", *TINY, "train.epochs=2"), tmp_path)
+
+
+def test_backend_cupy_without_a_gpu_is_refused_before_data_loads(cifar_root, tmp_path, monkeypatch):
+    from experiments import train
+    from experiments.settings import SettingsError
+    from run_support import config
+    from tagi.backends import gpu_missing
+    if gpu_missing() is None:
+        pytest.skip("a GPU is present")
+
+    def load(*args, **kwargs):
+        raise AssertionError("the data was loaded")
+    monkeypatch.setattr(train, "load_cifar10", load)
+    with pytest.raises(SettingsError, match=r"setting backend: cupy needs a GPU and none can be used here"):
+        train.run(config(f"data.root={cifar_root}", *TINY[:-2], "backend=cupy", "progress=false"), tmp_path)
+    assert not tmp_path.joinpath("metrics.csv").exists()
