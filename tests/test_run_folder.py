@@ -118,14 +118,18 @@ def test_the_lock_is_never_opened_through_a_link(tmp_path):
     assert target.read_text() == "precious"
 
 
-def test_a_finished_run_rerun_keeps_its_log_and_record(cifar_root, tmp_path):
-    """The committed runs: rerunning their command trains nothing and writes nothing of theirs."""
+@pytest.mark.parametrize("launch", ["run", "sweep"])
+def test_a_finished_run_rerun_keeps_its_log_and_record(cifar_root, tmp_path, launch):
+    """The committed runs: rerunning their command (the protocol's: a joblib sweep) trains
+    nothing and writes nothing of theirs."""
     folder = tmp_path / "run"
-    main_job(f"data.root={cifar_root}", *SMALL, f"hydra.run.dir={folder}")
+    where = ([f"hydra.run.dir={folder}"] if launch == "run" else
+             ["-m", "seed=0", "hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=run"])
+    main_job(*where, f"data.root={cifar_root}", *SMALL)
     (folder / "checkpoint.npz").unlink()                               # as committed
     kept = {name: (folder / name).read_bytes() for name in ("train.log", ".hydra/config.yaml",
                                                             "metrics.csv", "summary.json")}
-    main_job(f"data.root={cifar_root}", *SMALL[:-1], "progress=true", f"hydra.run.dir={folder}")
+    main_job(*where, f"data.root={cifar_root}", *SMALL[:-1], "progress=true")
     assert {name: (folder / name).read_bytes() for name in kept} == kept
 
 
