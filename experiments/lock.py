@@ -80,6 +80,15 @@ class RunLog(logging.FileHandler):
         return open(os.open(self.baseFilename, flags, 0o666), self.mode, encoding=self.encoding,
                     errors=self.errors)
 
+    def emit(self, record):
+        if self.stream is None:            # the first record opens the file (delay=True)
+            try:
+                self.stream = self._open()
+            except OSError:
+                self.handleError(record)
+                return
+        super().emit(record)
+
 
 def stop_run_log(folder):
     """Close and detach the root logger's file handlers that write into ``folder`` (its Hydra

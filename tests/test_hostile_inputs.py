@@ -169,3 +169,40 @@ def test_backend_cupy_without_a_gpu_is_refused_before_data_loads(cifar_root, tmp
     with pytest.raises(SettingsError, match=r"setting backend: cupy needs a GPU and none can be used here"):
         train.run(config(f"data.root={cifar_root}", *TINY[:-2], "backend=cupy", "progress=false"), tmp_path)
     assert not tmp_path.joinpath("metrics.csv").exists()
+
+
+def test_a_download_whose_md5_names_a_hostile_archive_runs_no_code(tmp_path):
+    """data.md5 vouches only for the bytes; the batches in them are still read safely."""
+    import hashlib
+    from experiments.train import run
+    from run_support import config
+    folder = write_cifar_folder(tmp_path / "src")
+    marker = tmp_path / "ran"
+    (folder / "test_batch").write_bytes(hostile_batch(marker))
+    archive = tmp_path / "hostile.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    cfg = config(f"data.root={tmp_path / 'root'}", "data.download=true", f"data.url={archive.as_uri()}",
+                 f"data.md5={md5}", "progress=false")
+    with pytest.raises(DataError, match=r"test_batch: not a readable CIFAR-10 pickle \(UnpicklingError: "
+                                        r"it names posix\.system"):
+        run(cfg, tmp_path / "run")
+    assert (tmp_path / "root" / "cifar-10-python.tar.gz").exists() and not marker.exists()
+
+
+def test_the_run_log_is_not_written_through_a_link(tmp_path):
+    import logging
+    from experiments.lock import RunLog
+    target = tmp_path / "target"
+    target.write_text("precious")
+    (tmp_path / "train.log").symlink_to(target)
+    handler = RunLog(tmp_path / "train.log", delay=True)
+    handler.handleError = lambda record: None                    # logging reports, never raises
+    handler.emit(logging.makeLogRecord({"msg": "hello"}))
+    handler.close()
+    assert target.read_text() == "precious"
+    plain = RunLog(tmp_path / "plain.log", delay=True)
+    plain.emit(logging.makeLogRecord({"msg": "hello"}))
+    plain.close()
+    assert (tmp_path / "plain.log").read_text() == "hello\n"
