@@ -7,6 +7,7 @@ import tarfile
 import traceback
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import write_cifar_folder
@@ -206,3 +207,20 @@ def test_the_run_log_is_not_written_through_a_link(tmp_path):
     plain.emit(logging.makeLogRecord({"msg": "hello"}))
     plain.close()
     assert (tmp_path / "plain.log").read_text() == "hello\n"
+
+
+def test_a_full_disk_at_the_first_checkpoint_loses_nothing(cifar_root, tmp_path, monkeypatch):
+    """The first epoch's results are written, its checkpoint is not: the same command, once
+    there is room again, trains from the start and ends as an uninterrupted run."""
+    from experiments.train import run
+    from run_support import config
+    cfg = config(f"data.root={cifar_root}", *TINY, "train.epochs=2")
+    whole = run(cfg, tmp_path / "whole")
+    real_savez = np.savez
+    monkeypatch.setattr(np, "savez", lambda f, **arrays: real_savez(FullDisk(f, 4096), **arrays))
+    with pytest.raises(OSError, match=r"checkpoint\.npz not written \(No space left on device\)"):
+        run(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.csv").exists() and not (tmp_path / "run" / "checkpoint.npz").exists()
+    monkeypatch.undo()
+    again = run(cfg, tmp_path / "run")
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), whole.drop(columns="seconds"))

@@ -4,14 +4,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from experiments.sweep import failed_jobs
 from experiments.table import gather
 from run_support import ROOT
 
 
-def test_a_job_with_a_bad_setting_fails_alone(cifar_root, tmp_path):
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_job_with_a_bad_setting_fails_alone(cifar_root, tmp_path, launcher):
     result = subprocess.run(
         [sys.executable, "-m", "experiments.train", "-m", "seed=0,1", "method.sigma_v=1,-1",
+         f"hydra/launcher={launcher}",
          f"data.root={cifar_root}", "data.train_limit=16", "data.test_limit=8", "backend=numpy",
          "progress=false", f"hydra.sweep.dir={tmp_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
