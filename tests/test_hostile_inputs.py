@@ -1,6 +1,8 @@
 """Hostile and malformed inputs: data files that would run code or hold wrong values, run
 folders holding symlinks, a full disk; each refused by name, before anything is lost."""
 import errno
+import hashlib
+import logging
 import os
 import pickle
 import tarfile
@@ -11,6 +13,12 @@ import pandas as pd
 import pytest
 
 from conftest import write_cifar_folder
+from experiments import checkpoint, train
+from experiments.lock import RunLog
+from experiments.settings import SettingsError
+from experiments.train import run
+from run_support import config
+from tagi.backends import gpu_missing
 from tagi.data import DataError, load_cifar10
 
 
@@ -78,8 +86,6 @@ def test_float_labels_are_refused_unless_integral(tmp_path):
 
 
 def test_a_batch_with_no_images_is_refused_before_training(tmp_path):
-    from experiments.train import run
-    from run_support import config
     folder = write_cifar_folder(tmp_path / "cifar")
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((0, 3072), np.uint8),
                                                       b"labels": []}))
@@ -108,9 +114,6 @@ class FullDisk:
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_error_naming_the_file(cifar_root, tmp_path, monkeypatch):
-    from experiments import checkpoint
-    from experiments.train import run
-    from run_support import config
     run(config(f"data.root={cifar_root}", *TINY), tmp_path)
     kept = (tmp_path / "checkpoint.npz").read_bytes()
     real_savez = np.savez
@@ -127,8 +130,6 @@ def test_a_full_disk_at_a_checkpoint_is_one_error_naming_the_file(cifar_root, tm
 
 
 def test_outputs_get_the_mode_other_files_get(cifar_root, tmp_path):
-    from experiments.train import run
-    from run_support import config
     run(config(f"data.root={cifar_root}", *TINY), tmp_path)
     probe = tmp_path / "probe"
     probe.write_text("")                                 # what open() gives under this umask
@@ -138,9 +139,6 @@ def test_outputs_get_the_mode_other_files_get(cifar_root, tmp_path):
 
 
 def test_a_checkpoint_with_negative_variances_is_refused_naming_the_array(cifar_root, tmp_path):
-    from experiments import checkpoint
-    from experiments.train import run
-    from run_support import config
     run(config(f"data.root={cifar_root}", *TINY), tmp_path)
     path = tmp_path / "checkpoint.npz"
     arrays, meta = checkpoint.load(path)
@@ -157,10 +155,6 @@ def test_a_checkpoint_with_negative_variances_is_refused_naming_the_array(cifar_
 
 
 def test_backend_cupy_without_a_gpu_is_refused_before_data_loads(cifar_root, tmp_path, monkeypatch):
-    from experiments import train
-    from experiments.settings import SettingsError
-    from run_support import config
-    from tagi.backends import gpu_missing
     if gpu_missing() is None:
         pytest.skip("a GPU is present")
 
@@ -168,15 +162,12 @@ def test_backend_cupy_without_a_gpu_is_refused_before_data_loads(cifar_root, tmp
         raise AssertionError("the data was loaded")
     monkeypatch.setattr(train, "load_cifar10", load)
     with pytest.raises(SettingsError, match=r"setting backend: cupy needs a GPU and none can be used here"):
-        train.run(config(f"data.root={cifar_root}", *TINY[:-2], "backend=cupy", "progress=false"), tmp_path)
+        run(config(f"data.root={cifar_root}", *TINY[:-2], "backend=cupy", "progress=false"), tmp_path)
     assert not tmp_path.joinpath("metrics.csv").exists()
 
 
 def test_a_download_whose_md5_names_a_hostile_archive_runs_no_code(tmp_path):
     """data.md5 vouches only for the bytes; the batches in them are still read safely."""
-    import hashlib
-    from experiments.train import run
-    from run_support import config
     folder = write_cifar_folder(tmp_path / "src")
     marker = tmp_path / "ran"
     (folder / "test_batch").write_bytes(hostile_batch(marker))
@@ -193,8 +184,6 @@ def test_a_download_whose_md5_names_a_hostile_archive_runs_no_code(tmp_path):
 
 
 def test_the_run_log_is_not_written_through_a_link(tmp_path):
-    import logging
-    from experiments.lock import RunLog
     target = tmp_path / "target"
     target.write_text("precious")
     (tmp_path / "train.log").symlink_to(target)
@@ -212,8 +201,6 @@ def test_the_run_log_is_not_written_through_a_link(tmp_path):
 def test_a_full_disk_at_the_first_checkpoint_loses_nothing(cifar_root, tmp_path, monkeypatch):
     """The first epoch's results are written, its checkpoint is not: the same command, once
     there is room again, trains from the start and ends as an uninterrupted run."""
-    from experiments.train import run
-    from run_support import config
     cfg = config(f"data.root={cifar_root}", *TINY, "train.epochs=2")
     whole = run(cfg, tmp_path / "whole")
     real_savez = np.savez

@@ -50,7 +50,8 @@ def test_stopped_after_any_write_resumes_to_the_same_metrics(whole, tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         run(config(*settings(root)), folder)
     epoch = (count - 1) // WRITES + 1
-    assert written[-1] == ("summary.json", "metrics.csv", "test_probs.npz", "checkpoint.npz")[(count - 1) % WRITES]
+    order = ("summary.json", "metrics.csv", "test_probs.npz", "checkpoint.npz")
+    assert written[-1] == order[(count - 1) % WRITES]
     assert json.loads((folder / "summary.json").read_text())["epochs"] == epoch
     monkeypatch.undo()
     resumed = run(config(*settings(root)), folder)                      # the same command again

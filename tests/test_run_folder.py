@@ -124,7 +124,8 @@ def test_a_finished_run_rerun_keeps_its_log_and_record(cifar_root, tmp_path, lau
     nothing and writes nothing of theirs."""
     folder = tmp_path / "run"
     where = ([f"hydra.run.dir={folder}"] if launch == "run" else
-             ["-m", "seed=0", "hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=run"])
+             ["-m", "seed=0", "hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path}",
+              "hydra.sweep.subdir=run"])
     main_job(*where, f"data.root={cifar_root}", *SMALL)
     (folder / "checkpoint.npz").unlink()                               # as committed
     kept = {name: (folder / name).read_bytes() for name in ("train.log", ".hydra/config.yaml",
