@@ -3,8 +3,11 @@
 ``load_cifar10(root)`` reads ``root/cifar-10-batches-py/`` (the python-pickle
 layout) or, failing that, the official ``root/cifar-10-python.tar.gz``
 (md5-checked); ``download_cifar10(root)`` fetches that archive from the CIFAR-10
-page when ``root`` holds neither. Images stay uint8 (N, 3, 32, 32) in memory (150 MB for all
-60,000); ``Batches`` normalises one batch at a time to float32.
+page when ``root`` holds neither. The batch pickles are read by an unpickler that
+builds NumPy arrays and plain containers only, so a crafted file runs no code; each
+batch must hold at least one image and integer labels in 0..9. Images stay uint8
+(N, 3, 32, 32) in memory (150 MB for all 60,000); ``Batches`` normalises one batch at
+a time to float32.
 """
 import hashlib
 import http.client
