@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 
-from tagi.divergence import nonfinite_keys
+from tagi.divergence import negative_variance_keys, nonfinite_keys
 
 from .io import atomic_write
 
@@ -24,12 +24,16 @@ class CheckpointError(RuntimeError):
 
 def save(path, arrays, meta):
     """Write ``arrays`` (name -> numpy array) and ``meta`` (JSON-able dict) to ``path`` atomically;
-    arrays holding NaN or infinite values are refused (a diverged state is never written)."""
+    arrays holding NaN or infinite values, or variances holding negative ones, are refused (a
+    diverged state is never written)."""
     if META_KEY in arrays:
         raise ValueError(f"array name {META_KEY!r} is reserved")
     bad = nonfinite_keys(arrays)
     if bad:
         raise CheckpointError(f"{path}: not saved: non-finite values in {', '.join(bad)}")
+    negative = negative_variance_keys(arrays)
+    if negative:
+        raise CheckpointError(f"{path}: not saved: negative variances in {', '.join(negative)}")
     record = dict(arrays)
     record[META_KEY] = np.frombuffer(json.dumps({"format": FORMAT, **meta}).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **record))
@@ -37,7 +41,7 @@ def save(path, arrays, meta):
 
 def load(path):
     """Read a checkpoint -> (arrays, meta); a truncated or foreign file, or one holding NaN or
-    infinite values, raises CheckpointError."""
+    infinite values or negative variances, raises CheckpointError naming the arrays."""
     try:
         with np.load(path, allow_pickle=False) as record:
             arrays = {name: record[name] for name in record.files}
@@ -53,6 +57,10 @@ def load(path):
     if bad:
         raise CheckpointError(f"{path}: the checkpoint holds non-finite values (NaN or inf) in "
                               f"{', '.join(bad)}; it cannot be resumed: delete it to start afresh")
+    negative = negative_variance_keys(arrays)
+    if negative:
+        raise CheckpointError(f"{path}: the checkpoint holds negative variances in {', '.join(negative)}; "
+                              "it cannot be resumed: delete it to start afresh")
     return arrays, meta
 
 

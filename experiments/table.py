@@ -12,9 +12,10 @@ epoch count E when every run reached it, else after the epochs run, with "publis
 E not reached (ran N)", and the test NLL and ECE there, each as mean ± std over the
 seeds (sample std, ddof=1; none for one seed); a difference Δ to the published
 figure is only ever between the same epochs, and only for runs on the full data.
-Diverged and unfinished runs are listed apart, never averaged in. Below the table, every run
-gets a line of its own: its errors, NLL, ECE, training time and wall time; for a run with a
-validation split (``data.val_size``) also the test error at the epoch of its lowest
+Diverged and unfinished runs are listed apart, never averaged in, and so are runs whose
+summary.json or metrics.csv cannot be read, each with the file and its fault. Below the table,
+every run gets a line of its own: its errors, NLL, ECE, training time and wall time; for a run
+with a validation split (``data.val_size``) also the test error at the epoch of its lowest
 validation error, the only epoch choice the tables make (none on the test set). A warning
 says when the runs read different data (the data source of their provenance). Writes
 ``table.md``, ``table.csv``, ``runs.csv`` (the per-run lines), ``curves.png`` (test
@@ -88,20 +89,68 @@ def status(summary):
     return "finished" if summary.get("epochs", 0) >= summary.get("planned_epochs", 0) else "unfinished"
 
 
+class UnreadableRunError(ValueError):
+    """A run's summary.json or metrics.csv cannot be read; the message names the file and the fault."""
+
+
+def _fault(err):
+    """An exception of reading a file -> what is wrong with the file, in words."""
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text ({err.reason} at byte {err.start})"
+    if isinstance(err, json.JSONDecodeError):
+        return f"not complete JSON (truncated?): {err}"
+    if isinstance(err, pd.errors.EmptyDataError):
+        return "empty"
+    return f"{type(err).__name__}: {err}"
+
+
+METRICS_NEEDED = ("epoch", "test_error", "test_nll")
+
+
+def read_run(folder):
+    """A run folder -> (summary dict, its metrics.csv as a DataFrame or None without one);
+    UnreadableRunError when either file cannot be read or lacks what the table needs."""
+    path = folder / "summary.json"
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:
+        raise UnreadableRunError(f"{path}: {_fault(err)}") from err
+    if not isinstance(summary, dict):
+        raise UnreadableRunError(f"{path}: not a JSON object but a {type(summary).__name__}")
+    path = folder / "metrics.csv"
+    if not path.exists():
+        return summary, None
+    try:
+        curve = pd.read_csv(path, encoding="utf-8")
+    except (OSError, ValueError) as err:
+        raise UnreadableRunError(f"{path}: {_fault(err)}") from err
+    missing = [column for column in METRICS_NEEDED if column not in curve.columns]
+    if missing:
+        raise UnreadableRunError(f"{path}: no column {', '.join(missing)}")
+    return summary, curve
+
+
 def gather(paths):
     """-> (runs, curves): one row per run (summary fields, its status, its key as JSON, its folder),
-    and the metrics rows of every run."""
+    and the metrics rows of every run. A run whose files cannot be read (``read_run``) is
+    logged and kept as a row of status "unreadable" whose ``error`` names the file and the
+    fault: listed apart, never in the table."""
     summaries, curves = [], []
     for folder in find_runs(paths):
-        summary = json.loads((folder / "summary.json").read_text())
+        try:
+            summary, curve = read_run(folder)
+        except UnreadableRunError as err:
+            log.warning("%s; the run is listed apart", err)
+            summaries.append({"status": "unreadable", "error": str(err), "key": "null", "run": str(folder)})
+            continue
         key = run_key(summary)
         summary.pop("config", None)
         summary.pop("reliability", None)                  # plot_reliability reads it from the file
         source = summary.pop("provenance", {}).get("data", {}).get("source", UNRECORDED)
         summaries.append({**summary, "status": status(summary), "key": json.dumps(key, sort_keys=True),
                           "data_source": source, "run": str(folder)})
-        if (folder / "metrics.csv").exists():
-            curves.append(pd.read_csv(folder / "metrics.csv").assign(run=str(folder)))
+        if curve is not None:
+            curves.append(curve.assign(run=str(folder)))
     if not summaries:
         raise FileNotFoundError(f"no runs (summary.json) under {', '.join(map(str, paths))}")
     if not curves:                                           # every run diverged in its first epoch
@@ -151,7 +200,7 @@ def per_run(runs, curves):
     seconds (``wall_seconds`` of its train.log) and data source -> DataFrame, in the table's
     method order."""
     rows = []
-    for _, run in runs.iterrows():
+    for _, run in runs[runs["status"] != "unreadable"].iterrows():
         curve = curves[curves["run"] == run["run"]]
         epochs = int(run["epochs"])
         best = val_best(curve)
@@ -305,10 +354,18 @@ def results_table(runs, curves):
 
 def apart(runs):
     """The diverged and unfinished runs: folder, status, epochs done of those planned, error."""
-    rest = runs[runs["status"] != "finished"]
+    rest = runs[~runs["status"].isin(["finished", "unreadable"])]
+    if not len(rest):
+        return pd.DataFrame(columns=["run", "status", "epochs", "error"])
     return pd.DataFrame({"run": rest["run"], "status": rest["status"],
                          "epochs": [f"{e} of {p}" for e, p in zip(rest["epochs"], rest["planned_epochs"])],
                          "error": rest.get("error", pd.Series(index=rest.index, dtype=object)).fillna("")})
+
+
+def unreadable(runs):
+    """The runs whose files cannot be read: folder and fault (the file named)."""
+    bad = runs[runs["status"] == "unreadable"]
+    return pd.DataFrame({"run": bad["run"], "fault": bad["error"] if len(bad) else []})
 
 
 def _percent(mean, std=np.nan):
@@ -325,13 +382,16 @@ def _points(diff):
     return "–" if np.isnan(diff) else f"{100 * diff:+.2f} pt"
 
 
-def markdown(table, left_apart=None):
+def markdown(table, left_apart=None, left_unread=None):
     """The table as markdown, in the published layout plus uncertainty, settings and notes
     (a "network" column where the rows hold more than one, the published columns only where
-    a row has a published figure); then the runs left apart (diverged, unfinished), if any."""
+    a row has a published figure); then the runs left apart (diverged, unfinished), if any,
+    and the runs whose files cannot be read, if any."""
     text = _finished_markdown(table) if len(table) else "(no finished runs)"
     if left_apart is not None and len(left_apart):
         text += "\n\nNot in the table (diverged or unfinished):\n\n" + left_apart.to_markdown(index=False)
+    if left_unread is not None and len(left_unread):
+        text += "\n\nNot in the table (files unreadable):\n\n" + left_unread.to_markdown(index=False)
     return text
 
 
@@ -436,7 +496,9 @@ def report(paths, out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     each = per_run(runs, curves)
-    text = markdown(table, apart(runs)) + "\n\nEvery run:\n\n" + runs_markdown(each)
+    text = markdown(table, apart(runs), unreadable(runs))
+    if len(each):
+        text += "\n\nEvery run:\n\n" + runs_markdown(each)
     warning = data_warning(runs)
     if warning:
         log.warning("%s", warning)

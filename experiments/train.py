@@ -5,16 +5,17 @@
     python -m experiments.train hydra.run.dir=runs/a              # choose the run folder
     python -m experiments.train experiment=cifar10_3conv          # the published table, both methods
 
-The run folder gets, rewritten atomically after every epoch:
-``metrics.csv`` (epoch, test_error, test_nll, train_error, sigma_v, seconds, threads:
-error rates as fractions, seconds of training without evaluation, the CPU threads it
-ran with; with ``data.val_size=N`` also val_error and val_nll, of the N training
-images held out), ``summary.json`` (the latest scores, ECE included, the settings
-and the provenance: ``experiments.provenance``), ``test_probs.npz`` (the latest
-test-set class probabilities and labels) and ``checkpoint.npz``; with
+The run folder gets, rewritten atomically after every epoch in this order:
+``summary.json`` (the latest scores, ECE included, the settings and the provenance:
+``experiments.provenance``), ``metrics.csv`` (epoch, test_error, test_nll,
+train_error, sigma_v, seconds, threads: error rates as fractions, seconds of training
+without evaluation, the CPU threads it ran with; with ``data.val_size=N`` also
+val_error and val_nll, of the N training images held out), ``test_probs.npz`` (the
+latest test-set class probabilities and labels) and ``checkpoint.npz``; with
 ``tracking=mlflow`` the run is logged to MLflow too (``experiments.tracking``).
-Rerunning the same command resumes from the checkpoint and ends with the same
-metrics as an uninterrupted run.
+Rerunning the same command resumes from the checkpoint (a run stopped before its
+first checkpoint trains again from the start) and ends with the same metrics as an
+uninterrupted run, wherever it was stopped.
 """
 import json
 import logging
@@ -32,6 +33,7 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
+from tagi.backends import gpu_missing
 from tagi.data import (Batches, cifar10_source, download_cifar10, load_cifar10, preprocess_stats,
                        stratified_split)
 from tagi.divergence import DivergenceError, nonfinite_keys
@@ -41,9 +43,10 @@ from tagi.threads import check_thread_count, limit_threads
 
 from . import checkpoint, provenance, tracking
 from .io import atomic_write, remove_stale_tmp, write_csv
-from .lock import hold_run_folder
+from .lock import LOCK_NAME, LinkedRunFolderError, hold_run_folder, refuse_links, stop_run_log
 from .methods import initialisation, make_method, method_settings
 from .settings import SettingsError, validate
+from .sweep import record_failure
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,12 @@ class RunFolderError(RuntimeError):
 
 COLUMNS = ["epoch", "test_error", "test_nll", "train_error", "sigma_v", "seconds", "threads"]
 VAL_COLUMNS = ["val_error", "val_nll"]     # with a validation split (data.val_size > 0) only
+# Hydra's record of the job, written by the run itself (hydra.output_subdir is null) once the
+# folder is accepted, so that a refused or a finished run leaves the folder's record as it was
+JOB_FILES = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
+# every file a run writes in its folder; none may be a symbolic link
+RUN_FILES = (LOCK_NAME, "train.log", *JOB_FILES, "metrics.csv", "summary.json", "test_probs.npz",
+             "checkpoint.npz", tracking.RUN_ID_FILE)
 # Hydra names a run folder after its overrides; "defaults" when there are none
 OmegaConf.register_new_resolver("run_name", lambda overrides: overrides or "defaults", replace=True)
 
@@ -116,19 +125,31 @@ def run_identity(cfg, spec):
     return json.loads(json.dumps(identity))
 
 
-def run(cfg, out_dir, output_root=None):
+def check_backend(name):
+    """Refuse ``backend=cupy`` where no GPU can be used, before any data is read."""
+    if name == "cupy" and gpu_missing() is not None:
+        raise SettingsError(f"setting backend: cupy needs a GPU and none can be used here "
+                            f"({gpu_missing()}); choose backend=numba, numpy or auto")
+
+
+def run(cfg, out_dir, on_start=None, output_root=None):
     """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame.
 
-    The settings are checked first (``settings.validate``), before any data is read; then
-    the run holds its folder for its whole life (a second run there is refused at once)
-    and removes the temporary files of writes that a killed run left behind. ``output_root``
+    The settings are checked first (``settings.validate``, ``check_backend``), before any
+    data is read; a folder where a file the run writes is a symbolic link is refused
+    (``lock.refuse_links``). Then the run holds its folder for its whole life (a second
+    run there is refused at once) and removes the temporary files of writes that a
+    killed run left behind. ``on_start(out_dir)``, if given, is called once the run is
+    accepted (not refused, not finished already), just before it trains. ``output_root``
     (default: the folder's parent) holds the tracking store (``experiments.tracking``).
     """
     cfg = validate(cfg)
+    check_backend(cfg.backend)
+    refuse_links(out_dir, RUN_FILES)
     with hold_run_folder(out_dir) as out_dir:
         remove_stale_tmp(out_dir)
         with tracking.tracked(cfg, out_dir, output_root or out_dir.parent) as tracker:
-            return _train(cfg, out_dir, tracker)
+            return _train(cfg, out_dir, tracker, on_start)
 
 
 # settings summaries record since a later version: a summary without one ran with this value
@@ -138,8 +159,11 @@ RECORDED_LATER = {"preprocess": "standardize", "init": "He", "width": None}
 def committed_results(cfg, out_dir):
     """A run folder holding results but no checkpoint (committed runs keep only metrics.csv and
     summary.json) -> its metrics when its summary says it finished at least the planned epochs
-    with this run's settings, else RunFolderError: training from scratch would overwrite them.
-    None when there is a checkpoint to resume from, no results, or ``resume`` is off."""
+    with this run's settings (the folder's log gets nothing more: ``lock.stop_run_log``), else
+    RunFolderError: training from scratch would overwrite them. None when there is a
+    checkpoint to resume from, no results, results of this run's first epoch only (a run
+    stopped before that epoch's checkpoint: training again gives them again), or ``resume``
+    is off."""
     metrics_path, summary_path = out_dir / "metrics.csv", out_dir / "summary.json"
     if not cfg.resume or (out_dir / "checkpoint.npz").exists() or not metrics_path.exists():
         return None
@@ -149,9 +173,13 @@ def committed_results(cfg, out_dir):
                 if key not in ("planned_epochs", "backend", "config")]
     differ = [key for key in settings if summary.get(key, RECORDED_LATER.get(key)) != ours.get(key)]
     if summary.get("status") == "finished" and summary.get("epochs", 0) >= cfg.train.epochs and not differ:
+        stop_run_log(out_dir)
         log.info("%s finished %d epochs already (no checkpoint to resume from): nothing to train",
                  out_dir, summary["epochs"])
         return pd.read_csv(metrics_path)
+    if summary.get("status") == "unfinished" and summary.get("epochs") == 1 and not differ:
+        log.info("%s holds this run's epoch 1 but not its checkpoint: training from the start", out_dir)
+        return None
     found = (f"settings differ in {', '.join(differ)}" if differ else
              f"status {summary.get('status', 'unknown')} after {summary.get('epochs', '?')} epochs")
     raise RunFolderError(f"{out_dir} holds results ({found}) but no checkpoint.npz to resume from; "
@@ -164,7 +192,7 @@ def metric_columns(cfg):
     return COLUMNS + (VAL_COLUMNS if cfg.data.val_size else [])
 
 
-def _train(cfg, out_dir, tracker):
+def _train(cfg, out_dir, tracker, on_start):
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
     done = committed_results(cfg, out_dir)
@@ -196,6 +224,8 @@ def _train(cfg, out_dir, tracker):
         rows = meta["rows"]
         write_csv(pd.DataFrame(rows, columns=columns), out_dir / "metrics.csv")
         log.info("resumed from %s after epoch %d", ckpt, len(rows))
+    if on_start is not None:
+        on_start(out_dir)
 
     for epoch in range(len(rows) + 1, cfg.train.epochs + 1):
         try:
@@ -210,10 +240,10 @@ def _train(cfg, out_dir, tracker):
                      "test_nll": nll(probs, labels), "train_error": fit["train_error"],
                      "sigma_v": fit.get("sigma_v", float("nan")), "seconds": seconds,
                      "threads": provenance.thread_count(), **scores})
+        write_summary(out_dir, cfg, rows, probs, labels, launch)   # first: results never lack it
         write_csv(pd.DataFrame(rows, columns=columns), out_dir / "metrics.csv")
         atomic_write(out_dir / "test_probs.npz",
                      lambda f: np.savez_compressed(f, probs=probs.astype(np.float32), labels=labels))
-        write_summary(out_dir, cfg, rows, probs, labels, launch)
         checkpoint.save(ckpt, arrays, {"identity": identity, "method": method_meta,   # last: the
                                        "rng": rng.bit_generator.state, "rows": rows})  # epoch is done
         tracker.log_epoch(provenance.with_threads(launch, rows))
@@ -300,7 +330,8 @@ def mark_diverged(out_dir, cfg, rows, err):
     summary = json.loads(path.read_text()) if rows and path.exists() else {"epochs": len(rows)}
     summary.update(run_settings(cfg), status="diverged", error=str(err), diverged_epoch=err.epoch)
     atomic_write(path, lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    log.error("%s; the checkpoint of epoch %d is kept", err, len(rows))
+    log.error("%s; %s", err, f"the checkpoint of epoch {len(rows)} is kept" if rows else
+              "no checkpoint was written (the run diverged in its first epoch)")
 
 
 def job_threads(cfg, launcher):
@@ -317,18 +348,47 @@ def job_threads(cfg, launcher):
     return max(1, cores // parallel)
 
 
+def hydra_job_files(cfg):
+    """Hydra's record of the running job, as Hydra writes it -> {path in the run folder: YAML}."""
+    hydra_cfg = HydraConfig.instance().cfg
+    texts = (OmegaConf.to_yaml(cfg), OmegaConf.to_yaml(hydra_cfg),
+             OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task))
+    return dict(zip(JOB_FILES, texts))
+
+
+def job(cfg, out_dir):
+    """One job of the main app: its settings checked, its threads capped, its run in ``out_dir``;
+    once the run is accepted, Hydra's record of the job is written and the thread cap logged."""
+    files = hydra_job_files(cfg)
+    cfg = validate(cfg)
+    threads = job_threads(cfg, HydraConfig.get().launcher)
+
+    def on_start(folder):
+        for name, text in files.items():
+            atomic_write(folder / name, lambda f, text=text: f.write(text.encode()))
+        if threads is not None:
+            log.info("CPU threads capped at %d", threads)
+    with limit_threads(threads):
+        run(cfg, out_dir, on_start, output_root(HydraConfig.get()))
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        cfg = validate(cfg)
-    except SettingsError as err:          # a user's typo: its message, not a traceback
-        log.error("%s", err)
-        sys.exit(2)
-    threads = job_threads(cfg, HydraConfig.get().launcher)
-    if threads is not None:
-        log.info("CPU threads capped at %d", threads)
-    with limit_threads(threads):
-        run(cfg, Path(HydraConfig.get().runtime.output_dir), output_root(HydraConfig.get()))
+        refuse_links(out_dir, RUN_FILES)   # before anything, this error included, goes to its log
+        job(cfg, out_dir)
+    except Exception as err:
+        if isinstance(err, LinkedRunFolderError):
+            stop_run_log(out_dir)
+        if hydra_cfg.mode == RunMode.MULTIRUN:   # the job fails alone; the sweep lists it at its end
+            record_failure(hydra_cfg, err)
+            return
+        if isinstance(err, (SettingsError, LinkedRunFolderError)):   # its message, not a traceback
+            log.error("%s", err)
+            sys.exit(2)
+        raise
 
 
 def output_root(hydra_cfg):

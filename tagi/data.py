@@ -3,12 +3,16 @@
 ``load_cifar10(root)`` reads ``root/cifar-10-batches-py/`` (the python-pickle
 layout) or, failing that, the official ``root/cifar-10-python.tar.gz``
 (md5-checked); ``download_cifar10(root)`` fetches that archive from the CIFAR-10
-page when ``root`` holds neither. Images stay uint8 (N, 3, 32, 32) in memory (150 MB for all
-60,000); ``Batches`` normalises one batch at a time to float32, (x / 255 - mean) / std per
-channel, with the mean and std of a named preprocessing (``preprocess_stats``).
+page when ``root`` holds neither. The batch pickles are read by an unpickler that
+builds NumPy arrays and plain containers only, so a crafted file runs no code; each
+batch must hold at least one image and integer labels in 0..9. Images stay uint8
+(N, 3, 32, 32) in memory (150 MB for all 60,000); ``Batches`` normalises one batch at
+a time to float32, (x / 255 - mean) / std per channel, with the mean and std of a named
+preprocessing (``preprocess_stats``).
 """
 import hashlib
 import http.client
+import io
 import logging
 import os
 import pickle
@@ -56,10 +60,53 @@ class Dataset:
     y_test: np.ndarray
 
 
+# The globals a CIFAR-10 batch pickle names: NumPy's array rebuilders (``_reconstruct`` up to
+# protocol 4, ``_frombuffer`` for protocol 5, under NumPy 1's and 2's module names), ndarray and
+# dtype, and the str -> bytes encoder that protocol 2 pickles of Python 3 bytes call. Dicts,
+# lists, bytes, str and ints need none.
+_BATCH_GLOBALS = {(f"numpy.{core}.{module}", function) for core in ("core", "_core")
+                  for module, function in (("multiarray", "_reconstruct"), ("numeric", "_frombuffer"))}
+_BATCH_GLOBALS |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only ``_BATCH_GLOBALS``: any other class or function a pickle
+    names is refused when its name is read, before it is looked up or called, so no code runs
+    from a data file."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _BATCH_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never holds")
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("it holds a persistent id, which a CIFAR-10 batch never holds")
+
+
+def _read_labels(values, count, name):
+    """A batch's b'labels' -> int64 (count,) in 0..9; floats are accepted only when integral."""
+    labels = np.asarray(values)
+    if labels.shape != (count,) or labels.dtype.kind not in "iuf":
+        raise DataError(f"{name}: b'labels' must hold {count} integer classes in 0..9, "
+                        f"got {labels.dtype} {labels.shape}")
+    if labels.dtype.kind == "f":
+        fractional = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
+        if len(fractional):
+            raise DataError(f"{name}: b'labels' must be integer classes, got {labels[fractional[0]]} "
+                            f"at index {fractional[0]} ({len(fractional)} such labels)")
+    if count and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{name}: b'labels' must hold {count} classes in 0..9")
+    return labels.astype(np.int64)
+
+
 def _load_record(raw, name):
-    """One pickled CIFAR-10 batch (bytes) -> its dict (keys b'data', b'labels', ...)."""
+    """One pickled CIFAR-10 batch (bytes) -> its dict (keys b'data', b'labels', ...).
+
+    The pickle is read by ``_BatchUnpickler``: a file naming any class or function beyond
+    the NumPy arrays of the format is refused by that name, before anything in it runs.
+    """
     try:
-        record = pickle.loads(raw, encoding="bytes")
+        record = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:
         raise DataError(f"{name}: not a readable CIFAR-10 pickle ({type(err).__name__}: {err})") from err
     if not isinstance(record, dict) or b"data" not in record or b"labels" not in record:
@@ -68,14 +115,14 @@ def _load_record(raw, name):
 
 
 def _read_batch(raw, name):
-    """One pickled CIFAR-10 batch (bytes) -> images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+    """One pickled CIFAR-10 batch (bytes) -> images uint8 (N, 3, 32, 32), labels int64 (N,), N >= 1."""
     record = _load_record(raw, name)
     data = np.asarray(record[b"data"])
-    labels = np.asarray(record[b"labels"], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{name}: b'data' must be uint8 rows of 3072 pixels, got {data.dtype} {data.shape}")
-    if labels.shape != (len(data),) or (len(labels) and (labels.min() < 0 or labels.max() > 9)):
-        raise DataError(f"{name}: b'labels' must hold {len(data)} classes in 0..9")
+    if len(data) == 0:
+        raise DataError(f"{name}: the batch holds no images")
+    labels = _read_labels(record[b"labels"], len(data), name)
     return data.reshape(-1, 3, 32, 32), labels
 
 

@@ -12,11 +12,14 @@ class DivergenceError(FloatingPointError):
 
     Attributes: ``what`` (what was found non-finite), ``step`` (1-based batch of the
     epoch, or None at its end), ``layers`` (the parameter keys, "{index}.{name}",
-    holding non-finite values) and ``epoch`` (set by the caller that knows it).
+    holding non-finite values), ``origin`` (the layer, "{index} ({type})", whose output
+    moments were the first non-finite ones, when known: ``first_nonfinite_layer``) and
+    ``epoch`` (set by the caller that knows it).
     """
 
-    def __init__(self, what, step=None, layers=(), epoch=None):
+    def __init__(self, what, step=None, layers=(), epoch=None, origin=None):
         self.what, self.step, self.layers, self.epoch = what, step, list(layers), epoch
+        self.origin = origin
         super().__init__(what)
 
     def __str__(self):
@@ -24,7 +27,8 @@ class DivergenceError(FloatingPointError):
         where.append(f"step {self.step}" if self.step is not None else "the end of the epoch")
         layers = (f"non-finite parameters in layer(s) {', '.join(self.layers)}" if self.layers
                   else "every parameter still finite")
-        return f"training diverged at {', '.join(where)}: {self.what} ({layers})"
+        origin = f"; the first non-finite output is layer {self.origin}'s" if self.origin else ""
+        return f"training diverged at {', '.join(where)}: {self.what} ({layers}){origin}"
 
 
 def _finite(array):
@@ -51,3 +55,24 @@ def nonfinite_keys(state, layers=None):
     if layers is None:
         return keys
     return [f"{key} ({type(layers[int(key.split('.')[0])]).__name__})" for key in keys]
+
+
+def negative_variance_keys(state):
+    """The keys of the variances in ``state`` (name -> host array; a variance's name, after its
+    layer's "{index}.", starts with "var": ``var_w``, ``var_b``) that hold a negative entry."""
+    return [key for key, value in state.items()
+            if key.rsplit(".", 1)[-1].startswith("var") and (np.asarray(value) < 0).any()]
+
+
+def first_nonfinite_layer(net, x):
+    """The layer of ``net`` (a tagi.nn.Sequential) where the forward pass of the batch ``x``
+    (B, *input_shape) first goes wrong -> "{index} ({type})" of the first layer whose output
+    means or variances are NaN, infinite or (variances) negative, or None if none is. Runs
+    the layers one by one, once, on the whole batch: for reporting a divergence only."""
+    mu = net.backend.asarray(x, dtype=net.dtype)
+    var = None if net.layers and net.layers[0].has_params else net.backend.xp.zeros_like(mu)
+    for index, layer in enumerate(net.layers):
+        mu, var = layer.forward(mu, var)
+        if not (all_finite(mu) if var is None else valid_moments(mu, var)):
+            return f"{index} ({type(layer).__name__})"
+    return None

@@ -7,18 +7,20 @@ the update so that a diverging step changes no parameter.
 import numpy as np
 from tqdm.auto import tqdm
 
-from .divergence import DivergenceError, nonfinite_keys, valid_moments
+from .divergence import DivergenceError, first_nonfinite_layer, nonfinite_keys, valid_moments
 
 
 def train_step(net, head, x, labels, sigma_v, step=None):
     """Forward, output update, backward and capped step on one batch -> prior (mu, var) of the outputs.
 
-    Raises DivergenceError (naming ``step`` and the layers with non-finite parameters),
-    before any update, if the output means or variances are NaN, infinite or (variances) negative.
+    Raises DivergenceError (naming ``step``, the layer whose output first went wrong and the
+    layers with non-finite parameters), before any update, if the output means or variances
+    are NaN, infinite or (variances) negative.
     """
     mu, var = net.forward(x)
     if not valid_moments(mu, var):
-        raise DivergenceError("non-finite output moments", step, nonfinite_keys(net.state_dict(), net.layers))
+        raise DivergenceError("non-finite output moments", step, nonfinite_keys(net.state_dict(), net.layers),
+                              origin=first_nonfinite_layer(net, x))
     delta_mu, delta_var = head.innovations(mu, var, labels, sigma_v)
     net.backward(delta_mu, delta_var)
     net.step()

@@ -93,3 +93,20 @@ def test_sigma_v_must_be_finite_and_positive(sigma_v):
         head.innovations(mu, var, np.array([0, 3]), sigma_v)
     with pytest.raises(ValueError, match="sigma_v must be finite and > 0"):
         nn.gaussian_innovations(mu, var, np.zeros_like(mu), sigma_v)
+
+
+def test_a_divergence_names_the_layer_it_starts_in_and_claims_no_missing_checkpoint(
+        cifar_root, tmp_path, caplog):
+    """Finite parameters of a huge prior (gain 1e20 on the second conv layer) overflow its output."""
+    layers = ("+model.layers=[{type: Conv2d, in_channels: 3, out_channels: 4, kernel_size: 3, stride: 2},"
+              " {type: ReLU}, {type: Conv2d, in_channels: 4, out_channels: 4, kernel_size: 3, gain_w: 1e20},"
+              " {type: ReLU}, {type: Linear, in_features: 676, out_features: outputs}]")
+    cfg = config(f"data.root={cifar_root}", *TINY, "model.name=small", "+model.input_shape=[3,32,32]", layers)
+    with caplog.at_level("ERROR", logger="experiments.train"):
+        with pytest.raises(DivergenceError, match=r"epoch 1, step 1: non-finite output moments \(every "
+                                                  r"parameter still finite\); the first non-finite output "
+                                                  r"is layer 2 \(Conv2d\)'s"):
+            run(cfg, tmp_path)
+    assert not (tmp_path / "checkpoint.npz").exists()
+    said = caplog.records[-1].getMessage()
+    assert "the checkpoint of epoch" not in said and "no checkpoint was written" in said

@@ -150,3 +150,32 @@ def test_wall_time_counts_each_epoch_of_every_launch_from_the_run_log(tmp_path):
     assert table.wall_seconds(log, 2) == pytest.approx(180.25)
     assert np.isnan(table.wall_seconds(log, 4))                                  # epoch 4 not logged
     assert np.isnan(table.wall_seconds(tmp_path / "none.log", 1))
+
+
+@pytest.mark.parametrize("fault", ["truncated summary", "non-UTF-8 metrics", "empty metrics",
+                                   "summary not an object"])
+def test_a_run_with_an_unreadable_file_is_named_and_listed_apart(cifar_root, tmp_path, capsys, fault):
+    for seed in (0, 1, 2):
+        run(config(f"data.root={cifar_root}", *TINY, "data.train_limit=16", f"seed={seed}"),
+            tmp_path / "runs" / f"seed={seed}")
+    bad = tmp_path / "runs" / "seed=2"
+    name, content, said = {
+        "truncated summary": ("summary.json", (bad / "summary.json").read_bytes()[:100],
+                              "not complete JSON (truncated?)"),
+        "non-UTF-8 metrics": ("metrics.csv", b"epoch,test_error\n1,\xff\xfe0.5\n", "not UTF-8 text"),
+        "empty metrics": ("metrics.csv", b"", "empty"),
+        "summary not an object": ("summary.json", b"[1, 2]", "not a JSON object but a list")}[fault]
+    (bad / name).write_bytes(content)
+    text, rows = table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    assert len(rows) == 1 and rows.loc[0, "seeds"] == 2                      # the table of the others
+    unread = text.split("Not in the table (files unreadable):")[1].split("Every run:")[0]
+    assert f"{bad / name}: {said}" in unread
+    assert "seed=2" not in text.split("Every run:")[1]
+
+
+def test_a_folder_of_unreadable_runs_only_lists_them(tmp_path, capsys):
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "summary.json").write_text('{"status": "fini')
+    text, rows = table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    assert len(rows) == 0 and "(no finished runs)" in text
+    assert f"{tmp_path / 'runs' / 'a' / 'summary.json'}: not complete JSON (truncated?)" in text
