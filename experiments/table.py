@@ -269,6 +269,8 @@ def runs_markdown(table):
 
 def data_warning(runs):
     """A warning line when the runs read different data (their provenance's data source), else ""."""
+    if "data_source" not in runs:                      # every run unreadable
+        return ""
     counts = runs["data_source"].value_counts()
     if len(counts) < 2:
         return ""
