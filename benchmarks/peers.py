@@ -21,6 +21,17 @@ meanwhile: the steal share of CPU time (``/proc/stat``: time the hypervisor
 gave to other guests) and the 1-minute load average, so a slow segment
 caused by the machine shows as such.
 
+Two more comparisons time the project against itself: its training steps
+with a batch in the Numba backend's fixed parts (``batch_parts``: 4 parts of
+B = 16, 8 of B = 128, the same at any thread count, so results do not depend
+on it) against one part per thread (``_numba_threads.PARTS`` set to the
+thread count, ``MIN_PART`` to 1): what thread-independent results cost.
+
+| comparison | ours | against | batch |
+|---|---|---|---|
+| `tagi_parts` | TAGI training step (numba), fixed parts | the same, one part per thread | 16 |
+| `bp_parts`   | BP step (numba), fixed parts            | the same, one part per thread | 128 |
+
 A peer that is not installed (``pip install -e ".[peers]"``) is skipped by
 name with the reason. pytagi 0.2.1's CPU wheel loads ``libnccl.so.2``: the
 worker finds the ``nvidia-nccl-cu12`` wheel's library folder and puts it on
@@ -43,12 +54,15 @@ log = logging.getLogger("benchmarks")
 REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 10
 SIGMA_V = 1.0
-# comparison -> (batch, ours, peer, peer's import name, the issue's target ratio)
+# comparison -> (batch, ours, peer, peer's import name, target ratio or None)
 COMPARISONS = {
     "tagi_train": (16, "tagi_train", "pytagi_train", "pytagi", 25.0),
     "tagi_infer": (256, "tagi_infer", "pytagi_infer", "pytagi", 20.0),
     "bp_train": (128, "bp_train", "torch_train", "torch", 0.8),
+    "tagi_parts": (16, "tagi_train", "tagi_train_thread_parts", "tagi", None),
+    "bp_parts": (128, "bp_train", "bp_train_thread_parts", "tagi", None),
 }
+PEER_COMPARISONS = ("tagi_train", "tagi_infer", "bp_train")   # the default: other implementations
 
 
 # ----------------------------------------------------------------------------- the sides (worker process)
@@ -138,6 +152,16 @@ def _torch(batch, threads):
     return step
 
 
+def _thread_parts(side):
+    """``side`` with a batch run in one part per thread (the numba backend's ``PARTS`` set to the
+    thread count, ``MIN_PART`` to 1) instead of its fixed parts."""
+    def build(batch, threads):
+        from tagi.backends import _numba_threads
+        _numba_threads.PARTS, _numba_threads.MIN_PART = threads, 1
+        return SIDES[side](batch, threads)
+    return build
+
+
 SIDES = {
     "tagi_train": lambda batch, threads: _ours_tagi(batch, threads, train=True),
     "tagi_infer": lambda batch, threads: _ours_tagi(batch, threads, train=False),
@@ -145,10 +169,13 @@ SIDES = {
     "pytagi_train": lambda batch, threads: _pytagi(batch, threads, train=True),
     "pytagi_infer": lambda batch, threads: _pytagi(batch, threads, train=False),
     "torch_train": _torch,
+    "tagi_train_thread_parts": _thread_parts("tagi_train"),
+    "bp_train_thread_parts": _thread_parts("bp_train"),
 }
 
 
-OURS = {ours for _, ours, _, _, _ in COMPARISONS.values()}
+OURS = {ours for _, ours, _, _, _ in COMPARISONS.values()} | {
+    "tagi_train_thread_parts", "bp_train_thread_parts"}
 
 
 def run_side(side, batch, threads, budget_s, warmup):
@@ -286,7 +313,7 @@ def _spread(segments, side):
     return max(rates) / min(rates) - 1
 
 
-def run_peers(rounds=3, threads=2, budget_s=5.0, warmup=3, names=tuple(COMPARISONS)):
+def run_peers(rounds=3, threads=2, budget_s=5.0, warmup=3, names=PEER_COMPARISONS):
     """Every comparison whose peer imports -> (summaries, segments, {comparison: why skipped})."""
     summaries, segments, skipped, missing = [], [], {}, {}
     for name in names:
@@ -304,15 +331,15 @@ def run_peers(rounds=3, threads=2, budget_s=5.0, warmup=3, names=tuple(COMPARISO
 
 
 def peers_markdown(summaries, skipped):
-    """The comparisons as a markdown table, the issue's target beside each ratio."""
+    """The comparisons as a markdown table, the target (if any) beside each ratio."""
     lines = ["| comparison | batch | ours img/s | peer | peer img/s | ours / peer (min–max) | "
              "target | met | ours spread | peer spread | max steal | max load |",
              "|:--|--:|--:|:--|--:|--:|--:|:--|--:|--:|--:|--:|"]
     for s in summaries:
         lines.append(f"| {s['comparison']} | {s['batch']} | {s['ours_images_per_s']:,.1f} | "
                      f"{s['peer']} | {s['peer_images_per_s']:,.1f} | {s['ratio']:.2f}× "
-                     f"({s['ratio_min']:.2f}–{s['ratio_max']:.2f}) | ≥ {s['target']:g}× | "
-                     f"{'yes' if s['ratio'] >= s['target'] else 'no'} | "
+                     f"({s['ratio_min']:.2f}–{s['ratio_max']:.2f}) | "
+                     f"{_target_cells(s['target'], s['ratio'])} | "
                      f"{100 * s['ours_spread']:.0f} % | {100 * s['peer_spread']:.0f} % | "
                      f"{100 * s['steal_max']:.1f} % | {s['load_max']:.1f} |")
     lines += [f"- skipped {name}: {why}" for name, why in skipped.items()]
@@ -323,6 +350,13 @@ def peers_markdown(summaries, skipped):
                      "fastest over slowest round - 1; steal: the hypervisor's share of CPU time "
                      "during a side's run (/proc/stat), load: 1-minute load average after it")
     return "\n".join(lines)
+
+
+def _target_cells(target, ratio):
+    """The 'target | met' cells: '≥ 25× | yes', or '– | –' for a comparison without a target."""
+    if target is None:
+        return "– | –"
+    return f"≥ {target:g}× | {'yes' if ratio >= target else 'no'}"
 
 
 def write_peers(out, summaries, segments):
@@ -340,8 +374,10 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=5.0,
                    help="timed seconds per side and round, after warm-up (default 5)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
-    p.add_argument("--only", default=",".join(COMPARISONS),
-                   help=f"comparisons, comma-separated (default {','.join(COMPARISONS)})")
+    p.add_argument("--only", default=",".join(PEER_COMPARISONS),
+                   help=f"comparisons, comma-separated (default {','.join(PEER_COMPARISONS)}; "
+                        f"also {','.join(sorted(set(COMPARISONS) - set(PEER_COMPARISONS)))}: "
+                        "fixed batch parts against one part per thread)")
     p.add_argument("--out", type=Path, default=None, help="write peers.csv, peer_segments.csv here")
     p.add_argument("--worker", choices=sorted(SIDES), help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=16, help=argparse.SUPPRESS)

@@ -1,8 +1,9 @@
 """The Numba backend's batch split (tagi/backends/_numba_threads.py): parts, order, thread state.
 
 The ops' results under the split are checked against the float64 reference in
-test_backend_parity.py (at the default thread count) and here at 1 and 2
-threads on an odd batch, so the parts are uneven.
+test_backend_parity.py (at the default thread count); here the parts are shown
+to be fixed by the batch, and ops, training steps and whole networks to give
+bit-identical results at 1, 2 and 16 threads (batches whose parts are uneven).
 """
 import numba
 import numpy as np
@@ -39,9 +40,42 @@ def test_split_runs_each_part_single_threaded_and_restores_the_caller():
 
     with limit_threads(2):
         before = numba.get_num_threads(), blas_threads()
-        assert threads.split(7, task) == [(0, 4), (4, 3)]
+        assert threads.split(9, task) == [(0, 5), (5, 4)]
         assert (numba.get_num_threads(), blas_threads()) == before
     assert seen == [(1, {1}), (1, {1})]
+
+
+@pytest.mark.parametrize("batch, counts", [(1, [1]), (7, [7]), (9, [5, 4]), (16, [4, 4, 4, 4]),
+                                           (17, [5, 4, 4, 4]), (128, [16] * 8), (1000, [125] * 8)])
+def test_batch_parts_are_fixed_by_the_batch_not_the_threads(batch, counts):
+    for n in (1, 2):
+        with limit_threads(n):
+            ranges = threads.batch_parts(batch)
+        assert [count for _, count in ranges] == counts
+        assert [first for first, _ in ranges] == [sum(counts[:i]) for i in range(len(counts))]
+
+
+def test_one_thread_runs_every_part_in_turn_single_threaded():
+    seen = []
+
+    def task(first, count):
+        seen.append((numba.get_num_threads(), blas_threads()))
+        return first
+
+    with limit_threads(1):
+        assert threads.split(16, task) == [0, 4, 8, 12]
+    assert seen == [(1, {1})] * 4
+
+
+def test_an_op_inside_a_part_runs_whole():
+    inner = []
+
+    def task(first, count):
+        inner.append(threads.split(count, lambda f, c: (f, c)))
+        return count
+
+    assert threads.split(16, task) == [4, 4, 4, 4]
+    assert inner == [[(0, 4)]] * 4
 
 
 @TWO
@@ -53,15 +87,15 @@ def test_split_restores_the_caller_when_a_part_raises():
     with limit_threads(2):
         before = numba.get_num_threads(), blas_threads()
         with pytest.raises(RuntimeError, match="part failed"):
-            threads.split(4, task)
+            threads.split(16, task)
         assert (numba.get_num_threads(), blas_threads()) == before
 
 
 @TWO
 @pytest.mark.parametrize("case", CONV_CASES[:2])
-def test_conv_ops_agree_at_one_and_two_threads(case):
+def test_conv_ops_are_identical_at_one_and_two_threads(case):
     a = {k: v.astype(np.float32) if isinstance(v, np.ndarray) else v
-         for k, v in conv_arrays(case, np.random.default_rng(0), batch=5).items()}
+         for k, v in conv_arrays(case, np.random.default_rng(0), batch=17).items()}
     calls = {"forward": lambda: backend.conv2d_forward(a["mu_a"], a["var_a"], a["mu_w"], a["var_w"],
                                                        a["mu_b"], a["var_b"], a["g"]),
              "backward": lambda: backend.conv2d_backward(a["delta_mu"], a["delta_var"], a["mu_w"],
@@ -75,20 +109,19 @@ def test_conv_ops_agree_at_one_and_two_threads(case):
         with limit_threads(2):
             two = call()
         for got, want in zip(two, one):
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(),
-                                       err_msg=op)
+            np.testing.assert_array_equal(got, want, err_msg=op)
 
 
 def _split_in_child(queue):
     with limit_threads(2):
-        queue.put(threads.split(4, lambda first, count: count))
+        queue.put(threads.split(16, lambda first, count: count))
 
 
 @TWO
 def test_a_forked_child_splits_with_its_own_pool():
     import multiprocessing
     with limit_threads(2):
-        threads.split(4, lambda first, count: count)      # the parent's pool exists
+        threads.split(16, lambda first, count: count)     # the parent's pool exists
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_split_in_child, args=(queue,))
@@ -97,17 +130,17 @@ def test_a_forked_child_splits_with_its_own_pool():
     if child.is_alive():
         child.kill()
         pytest.fail("the forked child hung in split()")
-    assert queue.get(timeout=5) == [2, 2]
+    assert queue.get(timeout=5) == [4, 4, 4, 4]
 
 
 @TWO
-def test_a_network_trains_in_one_part_per_thread_as_the_reference_does():
-    """At 2 threads a numba network runs an odd batch in two parts (tagi.nn.Sequential), each in
-    a thread of its own; two training steps match the float64 reference."""
+def test_a_network_trains_in_parts_as_the_reference_does():
+    """At 2 threads a numba network runs an odd batch in two uneven parts (tagi.nn.Sequential),
+    one per thread; two training steps match the float64 reference."""
     from op_parity import check_training_steps
     from test_network import small_conv_net
     rng = np.random.default_rng(1)
-    x, labels = rng.standard_normal((7, 3, 8, 8)), rng.integers(0, 10, 7)
+    x, labels = rng.standard_normal((9, 3, 8, 8)), rng.integers(0, 10, 9)
     nets = []
 
     def make_net(name, dtype):
@@ -116,4 +149,4 @@ def test_a_network_trains_in_one_part_per_thread_as_the_reference_does():
 
     with limit_threads(2):
         check_training_steps(make_net, "numba", np.float32, x, labels)
-    assert [count for _, count in nets[1]._ranges] == [4, 3]
+    assert [count for _, count in nets[1]._ranges] == [5, 4]

@@ -22,14 +22,19 @@ Ops with nothing to gain from Numba are the reference's own functions: the
 transfers, the linear layer (three small GEMMs, run on one BLAS thread), the
 output update and Phi.
 
-Threads: a network runs each part of a batch (``batch_parts``: one contiguous
-part per thread) through all its layers in a thread of its own
-(``run_parts``, see ``tagi.nn.Sequential``), with single-threaded BLAS and
-Numba kernels, so a training step hands work between threads twice. Called
-on its own (the BP trainer, the benchmark suite's per-op table), a conv op
-splits its batch the same way (``_numba_threads.split``), so it hands off once
-instead of at every chunk's gather, GEMM and scatter; the parameter deltas add
-the parts' sums. Inside a part, an op's split runs whole. Numba's OpenMP workers spin after every kernel by default, on the
+Threads: a network runs each part of a batch (``batch_parts``: up to 8
+contiguous parts of at least 4 samples, fixed by the batch size, never by the
+thread count) through all its layers (``run_parts``, see
+``tagi.nn.Sequential``), the parts shared out among the threads, with
+single-threaded BLAS and Numba kernels, so a training step hands work between
+threads twice. Called on its own (the BP trainer, the benchmark suite's
+per-op table), a conv op splits its batch the same way
+(``_numba_threads.split``), so it hands off once instead of at every chunk's
+gather, GEMM and scatter; the parameter deltas add the parts' sums in part
+order. Inside a part, an op's split runs whole. Results are therefore the
+same at any thread count.
+
+Numba's OpenMP workers spin after every kernel by default, on the
 cores that BLAS's threads need for the next GEMM: on 2 cores a training step
 ran 30 times slower. Importing this module therefore sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says otherwise (it
@@ -71,7 +76,7 @@ def _keep_heap_memory():
 
 _keep_heap_memory()
 
-# a network runs each part of a batch, layer after layer, in a thread of its own (tagi.nn.Sequential)
+# a network runs each part of a batch, layer after layer, on one of the threads (tagi.nn.Sequential)
 batch_parts, run_parts = threads.batch_parts, threads.run
 
 # the linear layer: the reference's three small GEMMs, on one BLAS thread

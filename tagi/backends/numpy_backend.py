@@ -36,7 +36,7 @@ def synchronize():
 
 def batch_parts(batch):
     """The parts a network runs a batch of ``batch`` samples in, as (first, count) ranges: here
-    one, the whole batch (the numba backend gives one part per thread)."""
+    one, the whole batch (the numba backend gives up to 8, fixed by the batch size)."""
     return [(0, batch)]
 
 

@@ -40,13 +40,15 @@ class Sequential:
     ``(mu, var)``, each (B, *output_shape); ``backward(delta_mu, delta_var)`` takes
     the output innovations of that batch; ``step()`` updates every parameter.
 
-    Parts: the backend may run a batch in parts (``backend.batch_parts``: on numba,
-    one contiguous part per thread). Each part then runs the whole forward and
-    backward in a thread of its own, on copies of the layers that share the
-    parameter arrays and keep their own forward state, so a step hands work
-    between threads twice instead of in every op. A parameter delta is var_w
-    (or var_w**2) times a sum over the samples, so the parts' deltas add up to
-    the whole batch's (to float round-off).
+    Parts: the backend may run a batch in parts (``backend.batch_parts``: on
+    numba, up to 8 contiguous parts of at least 4 samples, fixed by the batch
+    size). Each part runs the whole forward and backward on copies of the
+    layers that share the parameter arrays and keep their own forward state,
+    the parts shared out among the threads, so a step hands work between
+    threads twice instead of in every op. A parameter delta is var_w (or
+    var_w**2) times a sum over the samples, so the parts' deltas, added in part
+    order, are the whole batch's (to float round-off), and the same at any
+    thread count.
     """
 
     def __init__(self, *layers, input_shape, backend="numpy", dtype="float32", seed=None,
