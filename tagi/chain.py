@@ -1,4 +1,5 @@
-"""A network as a chain of layers, for TAGI and BP alike: building it and checking a state dict.
+"""A network as a chain of layers, for TAGI and BP alike: building it, checking an input batch
+and a state dict.
 
 Every layer has ``build(in_shape, backend, dtype, rng) -> out_shape`` (one
 sample's shapes, no batch axis); ``build_chain`` calls it in order, each layer
@@ -7,6 +8,7 @@ on its predecessor's output shape.
 import numpy as np
 
 from .backends import get_backend
+from .divergence import negative_variance_keys, nonfinite_keys
 
 DTYPES = ("float32", "float64")
 
@@ -31,8 +33,22 @@ def build_chain(layers, input_shape, backend, dtype, seed):
     return backend, dtype, input_shape, tuple(shape)
 
 
+def check_input_batch(x, input_shape):
+    """Raise, naming what is wrong, unless ``x`` is an array (host or backend) of at least one
+    sample shaped (B, *input_shape)."""
+    if not hasattr(x, "ndim") or not hasattr(x, "shape"):
+        raise TypeError(f"input batch must be an array shaped (batch, {', '.join(map(str, input_shape))}),"
+                        f" got {type(x).__name__}")
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(f"input batch has shape {tuple(x.shape)}, expected "
+                         f"(batch, {', '.join(map(str, input_shape))})")
+    if x.shape[0] == 0:
+        raise ValueError("input batch holds no samples (batch size 0)")
+
+
 def check_state_dict(expected, state):
-    """Raise unless ``state`` has exactly the keys of ``expected`` ({key: shape}) with those shapes."""
+    """Raise unless ``state`` has exactly the keys of ``expected`` ({key: shape}) with those shapes,
+    every value finite and every variance (a key whose name starts with "var") >= 0."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise KeyError(f"state_dict does not fit this network: missing keys {missing}, "
@@ -41,3 +57,9 @@ def check_state_dict(expected, state):
         if tuple(np.shape(state[key])) != tuple(shape):
             raise ValueError(f"state_dict[{key!r}] has shape {tuple(np.shape(state[key]))}, "
                              f"this network expects {tuple(shape)}")
+    bad = nonfinite_keys({key: np.asarray(state[key]) for key in expected})
+    if bad:
+        raise ValueError(f"state_dict holds NaN or infinite values in {', '.join(bad)}")
+    negative = negative_variance_keys({key: np.asarray(state[key]) for key in expected})
+    if negative:
+        raise ValueError(f"state_dict holds negative variances in {', '.join(negative)}")

@@ -211,3 +211,53 @@ def test_a_full_disk_at_the_first_checkpoint_loses_nothing(cifar_root, tmp_path,
     monkeypatch.undo()
     again = run(cfg, tmp_path / "run")
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), whole.drop(columns="seconds"))
+
+
+def small_networks():
+    """A TAGI and a BP network on (4,) inputs, numpy float64."""
+    from tagi import nn
+    from tagi.bp import Linear, ReLU, Sequential
+    return {"tagi": nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 11), input_shape=(4,),
+                                  dtype="float64"),
+            "bp": Sequential(Linear(4, 3), ReLU(), Linear(3, 10), input_shape=(4,),
+                             dtype="float64")}
+
+
+@pytest.mark.parametrize("method", ["tagi", "bp"])
+@pytest.mark.parametrize("bad, error, message", [
+    ([[0.0] * 4], TypeError, "must be an array shaped \\(batch, 4\\), got list"),
+    (np.zeros((0, 4)), ValueError, "no samples \\(batch size 0\\)"),
+    (np.zeros((2, 5)), ValueError, "has shape \\(2, 5\\), expected \\(batch, 4\\)")])
+def test_a_batch_that_is_no_array_empty_or_misshapen_is_named(method, bad, error, message):
+    with pytest.raises(error, match=message):
+        small_networks()[method].forward(bad)
+
+
+def test_a_tagi_step_needs_a_backward_first_and_applies_it_once():
+    net = small_networks()["tagi"]
+    with pytest.raises(RuntimeError, match="step\\(\\) needs a forward\\(\\) and backward\\(\\)"):
+        net.step()
+    mu, _ = net.forward(np.ones((2, 4)))
+    with pytest.raises(RuntimeError, match="step\\(\\) needs"):
+        net.step()
+    net.backward(np.full_like(mu, 0.1), np.full_like(mu, -0.01))
+    net.step()
+    with pytest.raises(RuntimeError, match="step\\(\\) needs"):
+        net.step()
+
+
+@pytest.mark.parametrize("method, value, message", [
+    ("tagi", np.nan, "NaN or infinite values in 0\\.mu_w"),
+    ("tagi", np.inf, "NaN or infinite values in 0\\.mu_w"),
+    ("tagi", -1.0, "negative variances in 0\\.var_w"),
+    ("bp", np.nan, "NaN or infinite values in 0\\.weight"),
+    ("bp", -np.inf, "NaN or infinite values in 0\\.weight")])
+def test_a_state_dict_with_nan_weights_or_negative_variances_is_refused(method, value, message):
+    net = small_networks()[method]
+    state = net.state_dict()
+    before = {k: v.copy() for k, v in state.items()}
+    state["0.var_w" if value == -1.0 else next(iter(state))].flat[0] = value
+    with pytest.raises(ValueError, match=message):
+        net.load_state_dict(state)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)    # nothing was loaded

@@ -1,7 +1,7 @@
 """A BP network: a chain of point-weight layers with one forward, one backward per batch."""
 import numpy as np
 
-from ..chain import build_chain, check_state_dict
+from ..chain import build_chain, check_input_batch, check_state_dict
 
 
 class Sequential:
@@ -43,9 +43,7 @@ class Sequential:
 
     def forward(self, x, training=False):
         """x (B, *input_shape), host or backend array -> outputs (B, *output_shape) on the backend."""
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"input batch has shape {tuple(x.shape)}, expected "
-                             f"(batch, {', '.join(map(str, self.input_shape))})")
+        check_input_batch(x, self.input_shape)
         y = self.backend.asarray(x, dtype=self.dtype)
         for layer in self.layers:
             y = layer.forward(y, training)

@@ -3,7 +3,7 @@ import copy
 
 import numpy as np
 
-from ..chain import build_chain, check_state_dict
+from ..chain import build_chain, check_input_batch, check_state_dict
 from ..divergence import valid_moments
 
 
@@ -57,7 +57,7 @@ class Sequential:
         self.backend, self.dtype, self.input_shape, self.output_shape = build_chain(
             self.layers, input_shape, backend, dtype, seed)
         self.cap_factor = cap_factor
-        self.batch_size = None
+        self.batch_size, self._backward_done = None, False
         self._ranges, self._part_layers = None, {}
         self._first_parametric = next(
             (i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
@@ -73,9 +73,7 @@ class Sequential:
         return sum(int(layer.mu_w.size + layer.mu_b.size) for layer in self.layers if layer.has_params)
 
     def _check_input(self, x):
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"input batch has shape {tuple(x.shape)}, expected "
-                             f"(batch, {', '.join(map(str, self.input_shape))})")
+        check_input_batch(x, self.input_shape)
         if isinstance(x, np.ndarray) and not np.isfinite(x).all():
             bad = np.unique(np.nonzero(~np.isfinite(x).reshape(len(x), -1))[0])
             raise ValueError(f"input batch holds NaN or infinite values in samples {bad[:10].tolist()}")
@@ -85,7 +83,7 @@ class Sequential:
 
         var_x must be finite and >= 0 (ValueError otherwise)."""
         self._check_input(x)
-        self.batch_size = x.shape[0]
+        self.batch_size, self._backward_done = x.shape[0], False
         mu = self.backend.asarray(x, dtype=self.dtype)
         var = None if var_x is None else self.backend.asarray(var_x, dtype=self.dtype)
         if var is not None and (var.shape != mu.shape or not valid_moments(mu, var)):
@@ -112,6 +110,7 @@ class Sequential:
         if tuple(delta_mu.shape) != expected or tuple(delta_var.shape) != expected:
             raise ValueError(f"innovations have shapes {tuple(delta_mu.shape)} and "
                              f"{tuple(delta_var.shape)}, expected {expected}")
+        self._backward_done = True
         if len(self._ranges) == 1:
             self._backward(self.layers, delta_mu, delta_var)
             return
@@ -129,7 +128,11 @@ class Sequential:
                 delta_mu, delta_var, input_delta=index > self._first_parametric)
 
     def step(self):
-        """Apply every layer's capped update, after the whole backward pass."""
+        """Apply every layer's capped update, after the whole backward pass (once per backward)."""
+        if not self._backward_done:
+            raise RuntimeError("step() needs a forward() and backward() of a batch first (and "
+                               "applies its deltas once)")
+        self._backward_done = False
         cap = self.cap_factor if self.cap_factor is not None else default_cap_factor(self.batch_size)
         for layer in self.layers:
             layer.step(cap)
