@@ -29,7 +29,8 @@ def _committed(pattern):
     return out.split()
 
 
-FOLDERS = sorted({Path(p).parents[1] for p in _committed("*/*/summary.json")})
+FOLDERS = sorted({Path(RESULTS) / Path(p).relative_to(RESULTS).parts[0]
+                  for p in _committed("*/*/summary.json")})
 
 
 def _recomputed(folder, tmp_path, monkeypatch):
