@@ -7,7 +7,8 @@
   notes), the runs left apart, then "Every run:" and a line per run;
 - ``table.csv`` (the table's numbers, fractions) and ``runs.csv`` (the per-run lines);
 - ``curves.png`` (test error and test NLL per epoch) and ``reliability.png``;
-- the marked blocks of ``out/README.md``, the experiment's page, where it exists: the text
+- the marked blocks of ``out/README.md``, the experiment's page, where it exists, and of any
+  other page named (the project's README shows the headline experiment's table): the text
   between ``<!-- table:begin -->`` and ``<!-- table:end -->`` becomes the results table (as in
   table.md, without the per-run lines), the text between ``<!-- runs:begin -->`` and
   ``<!-- runs:end -->`` the per-run lines; everything outside the markers is left as written.
@@ -215,10 +216,8 @@ def fill_page(text, blocks, name=PAGE):
 
 def write_page(path, blocks):
     """Fill the marked blocks of the page at ``path`` (``fill_page``), atomically; a page without
-    markers is left as it is, and the log says so. Nothing happens where there is no page."""
+    markers is left as it is, and the log says so."""
     path = Path(path)
-    if not path.exists():
-        return
     text = path.read_text(encoding="utf-8")
     filled_text, filled = fill_page(text, blocks, str(path))
     if not filled:
@@ -229,9 +228,14 @@ def write_page(path, blocks):
     log.info("%s: %d marked block%s written", path, filled, "" if filled == 1 else "s")
 
 
-def report(paths, out):
+def report(paths, out, pages=()):
     """Gather the runs under ``paths``; write table.md, table.csv, runs.csv, the plots and the
-    page's marked blocks (see the module docstring) to ``out``; return table.md's text."""
+    page's marked blocks (see the module docstring) to ``out``, and the marked blocks of each
+    page in ``pages`` (FileNotFoundError, before anything is written, for one that does not
+    exist); return table.md's text."""
+    missing = [str(page) for page in pages if not Path(page).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no page {', '.join(missing)}")
     runs, curves = gather(paths)
     table = results_table(runs, curves)
     each = per_run(runs, curves)
@@ -248,5 +252,6 @@ def report(paths, out):
     write_csv(each, out / "runs.csv")
     plot_curves(table, curves, out / "curves.png")
     plot_reliability(table, out / "reliability.png")
-    write_page(out / PAGE, blocks)
+    for page in ([out / PAGE] if (out / PAGE).exists() else []) + [Path(page) for page in pages]:
+        write_page(page, blocks)
     return text

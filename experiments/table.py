@@ -1,6 +1,6 @@
 """Gather runs into the results table, beside the published numbers, with curves and calibration.
 
-    python -m experiments.table RUN_DIRS... [--out outputs/table]
+    python -m experiments.table RUN_DIRS... [--out outputs/table] [--page PAGE.md ...]
 
 Every folder given is searched for runs (folders with summary.json; ``experiments.runs``). A row
 pools only runs alike in every setting that defines the comparison (model and its layers, method
@@ -20,7 +20,8 @@ different data (the data source of their provenance).
 
 Writes ``table.md``, ``table.csv``, ``runs.csv`` (the per-run lines), ``curves.png`` (test error
 and test NLL per epoch) and ``reliability.png`` to ``--out``, and, where ``--out`` holds the
-experiment's page (``README.md``), its marked blocks (``experiments.report``). Prints table.md.
+experiment's page (``README.md``), its marked blocks (``experiments.report``); ``--page`` names
+more pages whose marked blocks get the same tables. Prints table.md.
 """
 import argparse
 
@@ -33,8 +34,10 @@ def main(argv=None):
     parser.add_argument("--out", default="outputs/table",
                         help="folder for table.md, table.csv, runs.csv and the plots (default "
                              "outputs/table); its README.md, if any, gets its marked blocks filled")
+    parser.add_argument("--page", action="append", default=[],
+                        help="another page whose marked blocks get the tables (repeatable)")
     args = parser.parse_args(argv)
-    print(report(args.runs, args.out))
+    print(report(args.runs, args.out, args.page))
 
 
 if __name__ == "__main__":

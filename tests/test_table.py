@@ -204,6 +204,14 @@ def test_the_table_fills_the_marked_blocks_of_the_experiments_page(cifar_root, t
     assert "old table" not in written and "± " in table_part and "seed=1" not in table_part
     table_script(tmp_path / "runs", tmp_path / "out", capsys)
     assert page.read_text() == written
+    # --page: another page (the project's README) gets the same table; a missing one stops the script
+    other = tmp_path / "other.md"
+    other.write_text("Headline:\n<!-- table:begin -->\n<!-- table:end -->\n")
+    table.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--page", str(other)])
+    assert other.read_text() == f"Headline:\n<!-- table:begin -->\n\n{table_part}\n\n<!-- table:end -->\n"
+    with pytest.raises(FileNotFoundError, match="no page .*missing.md"):
+        table.main([str(tmp_path / "runs"), "--out", str(tmp_path / "new"), "--page", str(tmp_path / "missing.md")])
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("page, fault", [
