@@ -18,7 +18,6 @@ callback writes them into the sweep folder after each multirun.
 """
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import matplotlib
@@ -32,8 +31,6 @@ from .runs import gather
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
-
-log = logging.getLogger(__name__)
 
 SOURCES = Path(__file__).with_name("zoo_sources.yaml")
 WIDTH_MODEL = "pytorch_tutorial_width"
