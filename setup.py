@@ -26,6 +26,8 @@ setup(
         "hydra-core>=1.3",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # not imported by the package: the README's first command builds CIFAR-10 from the JPEG
+        # copy with ../shared/data/make_cifar10.py, which decodes the images with Pillow
         "pillow>=9.0",
         "tabulate>=0.9",
         "threadpoolctl>=3.1",

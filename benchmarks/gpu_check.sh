@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU check of the cupy backend in one call, for a lent GPU machine: parity first, then
-# eager timings, then CUDA-graph timings. Step limits 20 + 140 + 80 + 70 s (each killed 5 s after
-# its limit): at most 5 min 50 s in all, so a rerun fits a 10-minute device call.
+# Every GPU check of the cupy backend in one call: parity first, then eager timings, then
+# CUDA-graph timings. Step limits 20 + 140 + 80 + 70 s (each killed 5 s after its limit): at
+# most 5 min 50 s in all.
 #
 #     bash benchmarks/gpu_check.sh [OUT_DIR]        # default $OUT, else outputs/gpu-check
 #

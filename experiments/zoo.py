@@ -2,8 +2,8 @@
 
     python -m experiments.zoo multirun/seed_zoo [MORE_RUN_DIRS...] --out experiments/results/seed_zoo
 
-The runs are gathered and pooled as ``experiments.table`` does (``gather``,
-``results_table``: one row per network, width and method over the finished runs).
+The runs are gathered and pooled as ``experiments.table`` does (``runs.gather``,
+``aggregate.results_table``: one row per network, width and method over the finished runs).
 Each row gives the network (with its width for the width sweep), the method, the
 preprocessing and initialisation the runs recorded, the epochs E and batch size B,
 the test error, NLL and ECE after epoch E, the accuracy the source states for the
@@ -13,26 +13,24 @@ that ran the source's epochs (else the note says why not). Writes ``zoo.md``,
 ``zoo.csv``, ``accuracy_vs_width.png`` (test accuracy against the width of the
 PyTorch tutorial's first conv layer, both methods, the source's figures marked) and
 ``seconds_vs_width.png`` (training seconds per epoch against width, both methods) to
-``--out``; under experiment=seed_zoo and seed_zoo_widths the ``ZooPage`` callback writes
-them into the sweep folder after each multirun.
+``--out``; under experiment=seed_zoo and seed_zoo_widths the ``experiments.callbacks.ZooPage``
+callback writes them into the sweep folder after each multirun.
 """
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
-from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from .table import _decimal, _in_method_order, _percent, _points, gather, results_table
+from .aggregate import in_method_order, results_table
+from .report import decimal, percent, points
+from .runs import gather
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
-
-log = logging.getLogger(__name__)
 
 SOURCES = Path(__file__).with_name("zoo_sources.yaml")
 WIDTH_MODEL = "pytorch_tutorial_width"
@@ -96,7 +94,7 @@ def zoo_table(runs, curves, figures):
         "test_error": table["error_at_e"], "test_nll": table["test_nll"], "test_ece": table["test_ece"],
         "accuracy": 1 - table["error_at_e"], "stated_accuracy": stated, "gap": gap, "note": notes,
         "order": order, "run_folders": table["run_folders"]})
-    zoo = _in_method_order(zoo).sort_values(["order", "model", "width"], kind="stable", ignore_index=True)
+    zoo = in_method_order(zoo).sort_values(["order", "model", "width"], kind="stable", ignore_index=True)
     return zoo.drop(columns="order")
 
 
@@ -108,9 +106,9 @@ def zoo_markdown(zoo):
         "network": zoo["network"], "method": zoo["method"].str.upper(),
         "preprocessing": zoo["preprocess"].fillna("–"), "initialisation": zoo["init"].fillna("–"),
         "E": zoo["epochs"], "B": zoo["batch_size"],
-        "error": zoo["test_error"].map(_percent), "NLL": zoo["test_nll"].map(_decimal),
-        "ECE": zoo["test_ece"].map(_decimal), "accuracy": zoo["accuracy"].map(_percent),
-        "source's accuracy (BP)": zoo["stated_accuracy"].map(_percent), "gap": zoo["gap"].map(_points),
+        "error": zoo["test_error"].map(percent), "NLL": zoo["test_nll"].map(decimal),
+        "ECE": zoo["test_ece"].map(decimal), "accuracy": zoo["accuracy"].map(percent),
+        "source's accuracy (BP)": zoo["stated_accuracy"].map(percent), "gap": zoo["gap"].map(points),
         "note": zoo["note"],
     }).to_markdown(index=False, disable_numparse=True)
 
@@ -174,23 +172,11 @@ def report_zoo(paths, out, sources=SOURCES):
     return text
 
 
-class ZooPage(Callback):
-    """Hydra callback: after a multirun, write the zoo page of its folder beside its table."""
-
-    def on_multirun_end(self, config, **kwargs):
-        folder = config.hydra.sweep.dir
-        try:
-            report_zoo([folder], folder)
-        except FileNotFoundError as err:          # no run finished an epoch
-            log.warning("no zoo page: %s", err)
-            return
-        log.info("zoo page: %s/zoo.md", folder)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run or sweep folders to gather")
-    parser.add_argument("--out", default="results", help="folder for zoo.md, zoo.csv and the plots")
+    parser.add_argument("--out", default="outputs/zoo",
+                        help="folder for zoo.md, zoo.csv and the plots (default outputs/zoo)")
     args = parser.parse_args(argv)
     print(report_zoo(args.runs, args.out))
 

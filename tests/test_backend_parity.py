@@ -4,7 +4,7 @@ Parametrised over the non-reference backends; one that cannot run here (its
 module raises ImportError, or it needs a GPU and none is present) is skipped
 with the reason. Arrays go in through ``backend.asarray`` and come back through
 ``backend.to_numpy``; results are compared with the float64 reference
-(tests/op_parity.py). Each backend compiles its kernels once per session, in
+(tests/op_parity.py). Each backend compiles its kernels once per pytest run, in
 the ``fast`` fixture, before the first test uses them.
 """
 import logging
@@ -46,7 +46,7 @@ def cifar_net(backend, dtype):
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def fast(request):
-    """The backend under test, its kernels compiled (the first session on a machine pays)."""
+    """The backend under test, its kernels compiled (the first pytest run on a machine pays)."""
     name = request.param
     try:
         backend = get_backend(name)

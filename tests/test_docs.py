@@ -11,13 +11,16 @@ end (. ; ! ? before a space), a closing bracket, or a blank line. A paper's sect
 
 Scanned: every tracked file (``git ls-files``) ending in .py .cu .cuh .md .yaml .sh .txt,
 docs/ included. Also: no tracked file points at the shared folder above the checkout, except
-for its data (the CIFAR-10 builder).
+for its data (the CIFAR-10 builder); the README opens with its two commands and stays short;
+every relative link of a tracked markdown file names a tracked file; CITATION.cff holds what
+the Citation File Format requires, with the package's version.
 """
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = {"math": "docs/math.md", "design": "docs/design.md"}
@@ -106,3 +109,42 @@ def test_nothing_points_at_the_shared_folder_except_its_data():
         offending += [f"{name}:{text.count(chr(10), 0, m.start()) + 1}: {text[m.start():m.end() + 20]!r}"
                       for m in SHARED.finditer(text)]
     assert not offending, "documentation must live in the repository:\n" + "\n".join(offending)
+
+
+README_COMMANDS = ("```bash\n"
+                   "pip install -e . && python ../shared/data/make_cifar10.py data && "
+                   "python -m experiments.train experiment=quick\n"
+                   "pip install -e \".[dev]\" && python -m pytest -q\n"
+                   "```\n")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_the_readme_opens_with_its_two_commands_and_stays_short():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    title, rest = text.split("\n\n", 1)
+    assert title.startswith("# ") and rest.startswith(README_COMMANDS)
+    assert len(text.splitlines()) <= 160
+
+
+def test_every_relative_link_names_a_tracked_file():
+    files = set(tracked_files())
+    broken = []
+    for name in sorted(f for f in files if f.endswith(".md")):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        for match in LINK.finditer(text):
+            target = match[1].split("#")[0]
+            if not target or re.match(r"[a-z]+:", target):        # an anchor in the page, or a URL
+                continue
+            path = (ROOT / name).parent / target
+            if path.resolve().relative_to(ROOT.resolve()).as_posix() not in files and not path.is_dir():
+                broken.append(f"{name}:{text.count(chr(10), 0, match.start()) + 1}: {match[1]}")
+    assert not broken, "links to no tracked file:\n" + "\n".join(broken)
+
+
+def test_the_citation_file_holds_the_required_keys_and_the_version():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert cff["cff-version"] == "1.2.0" and cff["message"] and cff["title"] == "tagi"
+    assert cff["authors"] and all("name" in a or "family-names" in a for a in cff["authors"])
+    version = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group(1)
+    assert str(cff["version"]) == version
+    assert all(ref["title"] and ref["authors"] and ref["year"] for ref in cff["references"])

@@ -13,7 +13,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from experiments import checkpoint
-from experiments.table import gather, report, results_table, run_reliability
+from experiments.aggregate import results_table
+from experiments.report import report
+from experiments.runs import gather, run_reliability
 from tagi.metrics import expected_calibration_error, pooled_reliability, reliability_sums
 from experiments.train import run
 from run_support import interrupt_in_epoch
@@ -141,7 +143,7 @@ def test_table_from_committed_results_without_probabilities(tmp_path, caplog):
     (tmp_path / "bp1" / "summary.json").write_text(json.dumps(summary))
     for run in ("bp", "bp1"):
         (tmp_path / run / "test_probs.npz").unlink()
-    with caplog.at_level("WARNING", logger="experiments.table"):
+    with caplog.at_level("WARNING", logger="experiments.runs"):
         text = report([tmp_path], tmp_path / "out")
     assert "| TAGI" in text and "| BP" in text and (tmp_path / "out" / "reliability.png").exists()
     warned = [r.getMessage() for r in caplog.records]

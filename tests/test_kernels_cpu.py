@@ -1,6 +1,6 @@
 """The CUDA kernels of kernels/*.cu, run on the CPU, against the NumPy reference.
 
-The kernel source is compiled once per session by g++ with the CUDA shim (tests/cuda_cpu/),
+The kernel source is compiled once per pytest run by g++ with the CUDA shim (tests/cuda_cpu/),
 and every op of the cupy backend runs on it through ctypes: tagi/backends/cupy_backend.py is
 imported against a numpy stand-in for cupy, so the backend's own grids, argument lists and
 split-K workspaces run too. Every op (op_parity.OP_CASES) and two training steps of a small
@@ -237,7 +237,7 @@ def test_capture_that_fails_replays_eagerly_after_one_logged_line(cupy_on_cpu, r
 
 def test_the_gpu_benchmark_suite_runs_on_the_harness(h200, tmp_path):
     """benchmarks/gpu.py end to end, both modes, at toy sizes and with host wall time instead of
-    CUDA events (no GPU here): a GPU session is too short to find its bugs."""
+    CUDA events (no GPU here), so that its bugs show on any machine, not only on a GPU."""
     from benchmarks import gpu
     from benchmarks.timing import Plan
     rows = gpu.gpu_rows(h200, "float32", Plan(warmup=0, min_repeats=1, max_repeats=1), 1.0,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import tagi.data
-from experiments import provenance, table
+from experiments import provenance, report
 from experiments.train import run
 from run_support import SMALL_MODEL, config
 from tagi.data import cifar10_source
@@ -105,12 +105,12 @@ def test_the_table_warns_when_runs_read_different_data(cifar_root, tmp_path, cap
     args = [f"data.root={cifar_root}", *SMALL_MODEL, "data.test_limit=20"]
     for seed in (0, 1):
         run(config(*args, f"seed={seed}"), tmp_path / "runs" / f"seed={seed}")
-    assert "Warning" not in table.report([tmp_path / "runs"], tmp_path / "out")
+    assert "Warning" not in report.report([tmp_path / "runs"], tmp_path / "out")
     path = tmp_path / "runs" / "seed=1" / "summary.json"
     summary = json.loads(path.read_text())
     summary["provenance"]["data"]["source"] = "offline JPEG copy"
     path.write_text(json.dumps(summary))
-    with caplog.at_level("WARNING", logger="experiments.table"):
-        text = table.report([tmp_path / "runs"], tmp_path / "out")
+    with caplog.at_level("WARNING", logger="experiments.report"):
+        text = report.report([tmp_path / "runs"], tmp_path / "out")
     warning = "Warning: the runs read different data (folder: 1 run, offline JPEG copy: 1 run)"
     assert text.startswith(warning) and [r.getMessage()[:len(warning)] for r in caplog.records] == [warning]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.table import gather
+from experiments.runs import gather
 from run_support import SMALL_MODEL
 
 pytest.importorskip("hydra_plugins.hydra_ray_launcher")

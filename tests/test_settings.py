@@ -8,7 +8,8 @@ from experiments.settings import SettingsError, validate
 from experiments.train import run
 from run_support import ROOT, config
 
-# (overrides, the key the message must name): the ranges and types of issue 12, item 1
+# (overrides, the key the message must name): a value of a wrong type or out of its range for
+# the checked settings
 BAD = [
     ("data.train_limit=abc", "data.train_limit"), ("data.train_limit=[1,2]", "data.train_limit"),
     ("data.train_limit=0", "data.train_limit"), ("data.test_limit=-3", "data.test_limit"),

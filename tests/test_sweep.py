@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from experiments.sweep import failed_jobs
-from experiments.table import gather
+from experiments.runs import gather
 from run_support import ROOT
 
 

@@ -1,11 +1,15 @@
 """The results table compares like with like: real main-job runs on tiny data, the real table script."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import methods, table
+from experiments import aggregate, methods, table
+from experiments.report import fill_page
+from experiments.runs import gather, wall_seconds
 from experiments.train import run
 from run_support import config, interrupt_in_epoch, poison_after_step
 
@@ -78,19 +82,18 @@ def test_fixture_summary_without_settings_keys_by_what_it_has(tmp_path):
     pd.DataFrame({"epoch": [1], "test_error": [0.5], "test_nll": [1.0]}).to_csv(folder / "metrics.csv")
     (folder / "summary.json").write_text(json.dumps({"method": "bp", "model": "m", "seed": 0, "epochs": 1,
                                                      "planned_epochs": 2, "batch_size": 4}))
-    runs, _ = table.gather([tmp_path])
-    assert runs["status"].tolist() == ["unfinished"]
+    gathered, _ = gather([tmp_path])
+    assert gathered["status"].tolist() == ["unfinished"]
 
 
 def test_settings_column_names_differences_within_a_method_only():
     """A TAGI row and a BP row differ in their methods' settings by nature: not shown; a setting
     shared by both methods, or one that differs between two runs of one method, is."""
-    from experiments.table import _differing
     tagi = {"model": "m", "method": "tagi", "train_limit": None, "method.sigma_v": 1.0, "method.lr": None}
     bp = {"model": "m", "method": "bp", "train_limit": None, "method.sigma_v": None, "method.lr": 0.05}
-    assert _differing([tagi, bp]) == ["", ""]
+    assert aggregate.differing([tagi, bp]) == ["", ""]
     small_bp = {**bp, "train_limit": 500, "method.lr": 0.1}
-    assert _differing([tagi, bp, small_bp]) == ["train_limit=None", "train_limit=None, method.lr=0.05",
+    assert aggregate.differing([tagi, bp, small_bp]) == ["train_limit=None", "train_limit=None, method.lr=0.05",
                                                 "train_limit=500, method.lr=0.1"]
 
 
@@ -146,10 +149,10 @@ def test_wall_time_counts_each_epoch_of_every_launch_from_the_run_log(tmp_path):
         stamp.format("12:00:02,100", "resumed from /runs/a/checkpoint.npz after epoch 2"),
         stamp.format("12:01:32,000", "epoch 3: test error 0.3000, test NLL 0.8000, train error 0.3"),
     ]) + "\n")
-    assert table.wall_seconds(log, 3) == pytest.approx(100.0 + 80.25 + 90.0)
-    assert table.wall_seconds(log, 2) == pytest.approx(180.25)
-    assert np.isnan(table.wall_seconds(log, 4))                                  # epoch 4 not logged
-    assert np.isnan(table.wall_seconds(tmp_path / "none.log", 1))
+    assert wall_seconds(log, 3) == pytest.approx(100.0 + 80.25 + 90.0)
+    assert wall_seconds(log, 2) == pytest.approx(180.25)
+    assert np.isnan(wall_seconds(log, 4))                                  # epoch 4 not logged
+    assert np.isnan(wall_seconds(tmp_path / "none.log", 1))
 
 
 @pytest.mark.parametrize("fault", ["truncated summary", "non-UTF-8 metrics", "empty metrics",
@@ -179,3 +182,52 @@ def test_a_folder_of_unreadable_runs_only_lists_them(tmp_path, capsys):
     text, rows = table_script(tmp_path / "runs", tmp_path / "out", capsys)
     assert len(rows) == 0 and "(no finished runs)" in text
     assert f"{tmp_path / 'runs' / 'a' / 'summary.json'}: not complete JSON (truncated?)" in text
+
+
+def test_the_table_fills_the_marked_blocks_of_the_experiments_page(cifar_root, tmp_path, capsys):
+    """The page in --out gets the table and the per-run lines between its markers; the prose
+    around them stays as written, and a second run of the script changes nothing."""
+    for seed in (0, 1):
+        run(config(f"data.root={cifar_root}", *TINY, "data.train_limit=16", f"seed={seed}"),
+            tmp_path / "runs" / f"seed={seed}")
+    page = tmp_path / "out" / "README.md"
+    page.parent.mkdir()
+    prose = ["# An experiment", "Before.", "Between.", "After, with <!-- a comment -->."]
+    page.write_text(f"{prose[0]}\n\n{prose[1]}\n\n<!-- table:begin -->\nold table\n<!-- table:end -->\n\n"
+                    f"{prose[2]}\n\n<!-- runs:begin -->\n<!-- runs:end -->\n\n{prose[3]}\n")
+    text, _ = table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    written = page.read_text()
+    table_part, runs_part = text.rstrip("\n").split("\n\nEvery run:\n\n")
+    assert written == (f"{prose[0]}\n\n{prose[1]}\n\n<!-- table:begin -->\n\n{table_part}\n\n"
+                       f"<!-- table:end -->\n\n{prose[2]}\n\n<!-- runs:begin -->\n\n{runs_part}\n\n"
+                       f"<!-- runs:end -->\n\n{prose[3]}\n")
+    assert "old table" not in written and "± " in table_part and "seed=1" not in table_part
+    table_script(tmp_path / "runs", tmp_path / "out", capsys)
+    assert page.read_text() == written
+    # --page: another page (the project's README) gets the same table; a missing one stops the script
+    other = tmp_path / "other.md"
+    other.write_text("Headline:\n<!-- table:begin -->\n<!-- table:end -->\n")
+    table.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--page", str(other)])
+    assert other.read_text() == f"Headline:\n<!-- table:begin -->\n\n{table_part}\n\n<!-- table:end -->\n"
+    with pytest.raises(FileNotFoundError, match="no page .*missing.md"):
+        table.main([str(tmp_path / "runs"), "--out", str(tmp_path / "new"), "--page", str(tmp_path / "missing.md")])
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("page, fault", [
+    ("<!-- tables:begin -->\n<!-- tables:end -->", "no block 'tables' to write"),
+    ("<!-- table:begin -->\nno end", "<!-- table:begin --> without its <!-- table:end -->"),
+    ("<!-- table:end -->", "<!-- table:end --> without its <!-- table:begin -->"),
+    ("<!-- table:begin -->\n<!-- runs:begin -->\n<!-- runs:end -->\n<!-- table:end -->",
+     "<!-- runs:begin --> inside the table block")])
+def test_a_page_with_broken_markers_is_refused_by_name(page, fault):
+    with pytest.raises(ValueError, match=f"^exp/README.md: {fault}"):
+        fill_page(page, {"table": "T", "runs": "R"}, "exp/README.md")
+    assert fill_page("no markers here\n", {"table": "T"}) == ("no markers here\n", 0)
+
+
+def test_the_table_command_line_imports_no_hydra():
+    """The Hydra callbacks live in experiments.callbacks: the table (and zoo) scripts run without it."""
+    code = "import sys, experiments.table, experiments.zoo; print('hydra' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from experiments import methods, tracking
-from experiments.table import gather
+from experiments.runs import gather
 from experiments.train import run
 from run_support import SMALL_MODEL, config, interrupt_in_epoch
 

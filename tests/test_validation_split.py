@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import checkpoint, methods, table
+from experiments import checkpoint, methods
+from experiments.report import report as table_report
 from experiments.settings import SettingsError
 from experiments.train import COLUMNS, VAL_COLUMNS, run
 from run_support import SMALL_MODEL, config
@@ -112,7 +113,7 @@ def test_the_table_takes_the_test_error_at_the_validation_best_epoch(cifar_root,
             "method.sigma_v=3"]
     split = run(config(*args, "data.val_size=40"), tmp_path / "runs" / "split")
     run(config(*args), tmp_path / "runs" / "whole")
-    report = table.report([tmp_path / "runs"], tmp_path / "out")
+    report = table_report([tmp_path / "runs"], tmp_path / "out")
     runs = pd.read_csv(tmp_path / "out" / "runs.csv").set_index("run")
     best = split["val_error"].idxmin()                                  # first lowest
     assert runs.loc["split", "val_best_epoch"] == split["epoch"][best]

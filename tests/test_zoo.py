@@ -8,7 +8,7 @@ import pytest
 
 from experiments import zoo
 from experiments.zoo import report_zoo, source_figures, zoo_table
-from experiments.table import gather
+from experiments.runs import gather
 
 
 def write_run(folder, model, method, errors, width=None, seconds=10.0, preprocess="standardize",
