@@ -14,7 +14,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tagi.bp import INIT_METHODS, SCHEDULES
-from tagi.bp.checks import check_choice, check_number
+from tagi.checks import check_choice, check_number
 from tagi.data import PREPROCESS
 from tagi.models import PARAMETERISED
 

@@ -34,12 +34,13 @@ from hydra.utils import to_absolute_path
 from omegaconf import OmegaConf
 
 from tagi.backends import gpu_missing
+from tagi.checks import check_int
 from tagi.data import (Batches, cifar10_source, download_cifar10, load_cifar10, preprocess_stats,
                        stratified_split)
 from tagi.divergence import DivergenceError, nonfinite_keys
 from tagi.metrics import error_rate, expected_calibration_error, nll, reliability_sums
 from tagi.models import architecture
-from tagi.threads import check_thread_count, limit_threads
+from tagi.threads import limit_threads
 
 from . import checkpoint, provenance, tracking
 from .io import atomic_write, remove_stale_tmp, write_csv
@@ -338,8 +339,7 @@ def job_threads(cfg, launcher):
     """CPU threads for this job: ``cfg.threads``, else under the joblib launcher the cores
     divided among its parallel jobs (n_jobs=-1: one per core), else None (every core)."""
     if cfg.threads is not None:
-        check_thread_count(cfg.threads, "threads")
-        return cfg.threads
+        return check_int("threads", cfg.threads, 1)
     if "joblib" not in str(launcher.get("_target_", "")):
         return None
     cores = os.cpu_count() or 1

@@ -16,6 +16,8 @@ entry is needed.
 import copy
 import logging
 
+from .checks import check_choice
+
 log = logging.getLogger(__name__)
 
 OUTPUTS = "outputs"
@@ -265,7 +267,6 @@ def bp_network(spec, num_classes, init_method=None, **options):
     whose entry names none; None leaves each layer's default ("He").
     """
     from . import bp
-    from .bp.checks import check_choice
     layers = spec["layers"]
     if init_method is not None:
         check_choice("init_method", init_method, bp.INIT_METHODS)

@@ -13,21 +13,16 @@ from threadpoolctl import threadpool_limits
 
 # Numba's OpenMP workers must be told to sleep, not spin, before Numba starts them
 from .backends import numba_backend  # noqa: F401
-
-
-def check_thread_count(n, what="a thread count"):
-    """Raise ValueError, naming ``what``, unless ``n`` is an integer >= 1 or None."""
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"{what} must be an integer >= 1 or None, got {n!r}")
+from .checks import check_int
 
 
 @contextmanager
 def limit_threads(n):
     """Within the block, BLAS and Numba's parallel kernels use at most ``n`` threads (None: no cap)."""
-    check_thread_count(n)
     if n is None:
         yield
         return
+    n = check_int("a thread count", n, 1)
     previous = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:

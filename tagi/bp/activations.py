@@ -2,7 +2,7 @@
 
 ReLU is the TAGI mean pass (backend ``relu_forward``); LeakyReLU is BP only, on ``backend.xp``.
 """
-from .checks import check_number
+from ..checks import check_number
 from .layer import Layer
 
 

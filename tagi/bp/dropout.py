@@ -1,6 +1,6 @@
 """Inverted dropout: in training, zero each unit with probability p and scale the others by 1/(1 - p)."""
+from ..checks import check_number
 from .activations import _Elementwise
-from .checks import check_number
 
 
 class Dropout(_Elementwise):

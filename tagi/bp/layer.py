@@ -16,7 +16,7 @@ Arrays are in the backend's type (``backend.xp``): NCHW images, (B, N) vectors.
 import numpy as np
 
 from .. import shapes
-from .checks import check_choice, check_number
+from ..checks import check_choice, check_number
 
 # every initialisation a BP layer knows: TAGI's rules for the initial means, then two frameworks' defaults
 INIT_METHODS = shapes.INIT_METHODS + ("torch_default", "glorot_uniform")

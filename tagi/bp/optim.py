@@ -10,7 +10,7 @@ import numpy as np
 
 from ..backends import for_array
 from ..chain import check_state_dict
-from .checks import check_choice, check_number
+from ..checks import check_choice, check_number
 
 
 class Optimizer:

@@ -4,7 +4,7 @@ Set it once per epoch: ``optimizer.lr = schedule(epoch)``.
 """
 import math
 
-from .checks import check_choice, check_int, check_number
+from ..checks import check_choice, check_int, check_number
 
 
 class _Schedule:

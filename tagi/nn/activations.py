@@ -19,7 +19,7 @@ the backward pass, which maps the innovations of a to those of z:
   var_a = (1 - slope)**2 v + (slope**2 + 2 slope (1 - slope) Phi(alpha)) var_z, with m, v the
   MixtureReLU moments, and J = slope + (1 - slope) Phi(alpha).
 """
-from ..bp.checks import check_number
+from ..checks import check_number
 from .layer import Layer
 
 

@@ -1,4 +1,5 @@
-"""Hyperparameter checks that name the offending parameter in their error."""
+"""Argument checks that name the offending parameter in their error, for TAGI, BP and the
+experiments' settings alike."""
 import math
 
 
