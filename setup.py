@@ -1,5 +1,12 @@
 """tagi: Tractable Approximate Gaussian Inference for Bayesian neural networks."""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# the version is tagi.__version__, read from the source (importing tagi needs its dependencies)
+VERSION = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "tagi" / "__init__.py")
+                    .read_text(), re.MULTILINE).group(1)
 
 # pytagi, the reference implementation's CPU build, for tests/test_pytagi_oracle.py; it links
 # NCCL (from the wheel below) and Open MPI (apt-get install libopenmpi3)
@@ -8,7 +15,7 @@ TRACKING = ["mlflow>=2"]
 
 setup(
     name="tagi",
-    version="0.1.0",
+    version=VERSION,
     description="TAGI (Goulet, Nguyen & Amiri, JMLR 2021): closed-form Bayesian "
                 "neural network training on NumPy, Numba and CuPy backends",
     python_requires=">=3.10",

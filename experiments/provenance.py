@@ -2,12 +2,11 @@
 
 ``provenance(...)`` is the ``provenance`` entry of summary.json: the data source
 (``tagi.data.cifar10_source``: official archive, offline JPEG copy or another folder)
-with the md5 of each file read; the package version and the git commit of the code,
-with a dirty flag (None for both where the code is not a git checkout); the backend
+with the md5 of each file read; the version of the code run (``tagi.__version__``) and
+its git commit, with a dirty flag (None for both where the code is not a git checkout); the backend
 actually used (never "auto"), the dtype and the CPU threads of every epoch; the
 CPU model and core count, and the GPU's name where there is one.
 """
-import importlib.metadata
 import os
 import platform
 import shutil
@@ -26,14 +25,6 @@ CODE_ROOT = Path(tagi.__file__).resolve().parents[1]     # the checkout holding 
 def thread_count():
     """CPU threads of Numba's parallel kernels now (what ``tagi.threads.limit_threads`` caps)."""
     return numba.get_num_threads()
-
-
-def package_version():
-    """The installed tagi distribution's version, or None where it is not installed."""
-    try:
-        return importlib.metadata.version("tagi")
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def git_state(folder=CODE_ROOT):
@@ -86,7 +77,7 @@ def gpu_name(backend_name):
 def provenance(data_source, backend_name, dtype):
     """The summary's provenance of this launch: ``data_source`` as ``tagi.data.cifar10_source``
     gives it, the backend used (its NAME) and ``dtype``; ``with_threads`` adds the threads."""
-    return {"data": data_source, "package_version": package_version(), "git": git_state(),
+    return {"data": data_source, "package_version": tagi.__version__, "git": git_state(),
             "backend": backend_name, "dtype": str(np.dtype(dtype)),
             "cpu": {"model": cpu_model(), "cores": os.cpu_count()}, "gpu": gpu_name(backend_name),
             "python": sys.version.split()[0], "numpy": np.__version__}
