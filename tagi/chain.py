@@ -24,7 +24,7 @@ def build_chain(layers, input_shape, backend, dtype, seed):
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if not layers:
         raise ValueError("Sequential needs at least one layer")
-    backend = get_backend(backend) if isinstance(backend, str) else backend
+    backend = get_backend(backend)
     dtype = np.dtype(dtype)
     input_shape = shape = tuple(int(n) for n in input_shape)
     rng = np.random.default_rng(seed)

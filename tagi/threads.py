@@ -4,15 +4,15 @@ By default both use every core. When jobs share the cores (a joblib sweep, two
 runs side by side), each job's threads wait at every GEMM and parallel loop for
 a thread that another job has pushed off its core, and a step runs many times
 slower than with one thread per job. ``limit_threads(n)`` caps both pools for
-the duration of a block.
+the duration of a block. Capping starts Numba's threads, so it first tunes the
+process as choosing the numba backend does (``numba_backend.tune_process``).
 """
 from contextlib import contextmanager
 
 import numba
 from threadpoolctl import threadpool_limits
 
-# Numba's OpenMP workers must be told to sleep, not spin, before Numba starts them
-from .backends import numba_backend  # noqa: F401
+from .backends.numba_backend import tune_process
 from .checks import check_int
 
 
@@ -23,6 +23,7 @@ def limit_threads(n):
         yield
         return
     n = check_int("a thread count", n, 1)
+    tune_process()                  # Numba's OpenMP workers must sleep, not spin: set before they start
     previous = numba.get_num_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:

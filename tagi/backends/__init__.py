@@ -38,20 +38,28 @@ def gpu_missing():
 
 
 def get_backend(name="numpy"):
-    """Return the backend module called ``name`` (one of NAMES or "auto")."""
-    if name == "auto":
+    """The backend module called ``name`` (one of NAMES or "auto"), or ``name`` itself when it
+    is a backend module already. Choosing numba tunes the process for it
+    (``numba_backend.tune_process``), before any of its kernels runs."""
+    if not isinstance(name, str):
+        backend = name
+    elif name == "auto":
         if gpu_missing() is None:
             return get_backend("cupy")
         try:
             return get_backend("numba")
         except ImportError:
             return get_backend("numpy")
-    if name not in NAMES:
+    elif name not in NAMES:
         raise ValueError(f"unknown backend {name!r}: choose one of {NAMES + ('auto',)}")
-    try:
-        return importlib.import_module(f"tagi.backends.{name}_backend")
-    except ImportError as err:
-        raise ImportError(f"backend {name!r} is not available here: {err}") from err
+    else:
+        try:
+            backend = importlib.import_module(f"tagi.backends.{name}_backend")
+        except ImportError as err:
+            raise ImportError(f"backend {name!r} is not available here: {err}") from err
+    if backend.NAME == "numba":
+        backend.tune_process()
+    return backend
 
 
 def for_array(x):

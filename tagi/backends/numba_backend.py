@@ -36,18 +36,23 @@ same at any thread count.
 
 Numba's OpenMP workers spin after every kernel by default, on the
 cores that BLAS's threads need for the next GEMM: on 2 cores a training step
-ran 30 times slower. Importing this module therefore sets
+ran 30 times slower. ``tune_process()`` therefore sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says otherwise (it
-takes effect if Numba has not started its threads yet).
+takes effect if Numba has not started its threads yet). Importing this module
+changes nothing; choosing the backend calls ``tune_process()``:
+``tagi.backends.get_backend("numba")`` (also through ``"auto"`` and
+``Sequential(..., backend="numba")``), and ``tagi.threads.limit_threads``,
+which starts Numba's threads.
 
 Memory: a training step allocates and frees arrays of 0.1-4 MiB by the dozen.
 glibc serves each of those with its own ``mmap`` and returns it at ``free``,
-so every step faulted all its pages in afresh, in kernel time. Importing this module therefore asks glibc (``mallopt``) to
+so every step faulted all its pages in afresh, in kernel time. ``tune_process()`` therefore asks glibc (``mallopt``) to
 serve every array from the heap and to keep freed heap memory for the next
 step, unless the environment holds a ``MALLOC_*`` setting of glibc's own; the
 process keeps its peak memory rather than returning it between steps.
 """
 import ctypes
+import functools
 import os
 
 import numpy as np
@@ -60,9 +65,6 @@ from .numpy_backend import scale_param_sums
 from .numpy_backend import (asarray, gaussian_innovations, mixture_relu_forward,  # noqa: F401
                             normal_cdf, synchronize, to_numpy)
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def _keep_heap_memory():
     """glibc only (elsewhere nothing): every array comes from the heap, and freed heap memory is
     kept (up to 256 MiB free at its top) rather than returned to the system at once."""
@@ -74,7 +76,13 @@ def _keep_heap_memory():
         mallopt(-1, 256 << 20)   # M_TRIM_THRESHOLD
 
 
-_keep_heap_memory()
+@functools.cache
+def tune_process():
+    """Tune this process for the backend, once (later calls do nothing): Numba's OpenMP workers
+    sleep between kernels (``OMP_WAIT_POLICY=PASSIVE`` unless already set; call this before
+    Numba starts its threads) and glibc keeps freed heap memory (``_keep_heap_memory``)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _keep_heap_memory()
 
 # a network runs each part of a batch, layer after layer, on one of the threads (tagi.nn.Sequential)
 batch_parts, run_parts = threads.batch_parts, threads.run
