@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tagi.backends import NAMES
+from tagi.backends import DTYPES, NAMES
 from tagi.data import CIFAR10_ARCHIVE, CIFAR10_FOLDER
 
 from . import gpu
@@ -67,7 +67,7 @@ def parse_args(argv=None):
                         f"{QUICK_LIMIT} training + {QUICK_LIMIT} test images")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default outputs/benchmarks/DATE-TIME)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument("--batch", type=int, default=16,
                    help="batch of the per-op suite and the headline training step (default 16)")
     p.add_argument("--infer-batch", type=int, default=256,

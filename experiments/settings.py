@@ -13,7 +13,8 @@ from typing import Any, List, Optional
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from tagi.bp import INIT_METHODS, SCHEDULES
+from tagi.backends import CHOICES as BACKENDS, DTYPES
+from tagi.bp import INIT_METHODS, OPTIMIZERS, SCHEDULES
 from tagi.checks import check_choice, check_number
 from tagi.data import PREPROCESS
 from tagi.models import PARAMETERISED
@@ -74,7 +75,7 @@ class Tagi:
 
 @dataclass
 class Optimizer:
-    name: str = choice("sgd", "adam", "adamax")
+    name: str = choice(*OPTIMIZERS)
     lr: float = ranged(low=0, low_open=True)
     momentum: float = ranged(low=0, high=1, high_open=True)
     weight_decay: float = ranged(low=0)
@@ -117,8 +118,8 @@ class Config:
     experiment_name: str = MISSING
     debug_run: bool = MISSING
     seed: int = ranged(low=0)
-    backend: str = choice("auto", "numpy", "numba", "cupy")
-    dtype: str = choice("float32", "float64")
+    backend: str = choice(*BACKENDS)
+    dtype: str = choice(*DTYPES)
     threads: Optional[int] = ranged(low=1)
     progress: bool = MISSING
     resume: bool = MISSING

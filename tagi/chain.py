@@ -7,10 +7,8 @@ on its predecessor's output shape.
 """
 import numpy as np
 
-from .backends import get_backend
+from .backends import DTYPES, get_backend
 from .divergence import negative_variance_keys, nonfinite_keys
-
-DTYPES = ("float32", "float64")
 
 
 def build_chain(layers, input_shape, backend, dtype, seed):

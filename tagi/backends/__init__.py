@@ -15,6 +15,8 @@ import importlib
 import sys
 
 NAMES = ("numpy", "numba", "cupy")
+CHOICES = NAMES + ("auto",)         # what a setting or a Sequential may name
+DTYPES = ("float32", "float64")     # the floating types every backend computes in
 
 # The contract: every backend module defines these, with the reference's signatures
 # (tagi/backends/numpy_backend.py documents each op and the None conventions).
@@ -38,7 +40,7 @@ def gpu_missing():
 
 
 def get_backend(name="numpy"):
-    """The backend module called ``name`` (one of NAMES or "auto"), or ``name`` itself when it
+    """The backend module called ``name`` (one of CHOICES), or ``name`` itself when it
     is a backend module already. Choosing numba tunes the process for it
     (``numba_backend.tune_process``), before any of its kernels runs."""
     if not isinstance(name, str):
@@ -51,7 +53,7 @@ def get_backend(name="numpy"):
         except ImportError:
             return get_backend("numpy")
     elif name not in NAMES:
-        raise ValueError(f"unknown backend {name!r}: choose one of {NAMES + ('auto',)}")
+        raise ValueError(f"unknown backend {name!r}: choose one of {CHOICES}")
     else:
         try:
             backend = importlib.import_module(f"tagi.backends.{name}_backend")
