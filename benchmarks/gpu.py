@@ -79,7 +79,7 @@ def _elementwise_calls(backend, net, head, batch, rng):
                 calls.append((name, f"capped_update {mu.shape}",
                               lambda p=p: backend.capped_update(*p, 2.0), 6 * mu.nbytes))
     mu, var = gaussian((batch, head.num_outputs))
-    y = head.observations(np.arange(batch) % head.num_classes, batch, backend, net.dtype)
+    y = head.observations(np.arange(batch) % head.num_classes, batch, net.dtype)
     calls.append(("head", "gaussian_innovations",
                   lambda: backend.gaussian_innovations(mu, var, y, SIGMA_V), 5 * mu.nbytes))
     return calls
@@ -152,7 +152,7 @@ class GpuSuite:
         n_steps = self.epoch_images // batch
         images = xp.random.standard_normal((n_steps * batch, *net.input_shape), dtype=net.dtype)
         labels = rng.integers(0, head.num_classes, n_steps * batch)
-        targets = head.observations(labels, len(labels), backend, net.dtype)
+        targets = head.observations(labels, len(labels), net.dtype)
         labels = backend.asarray(labels)
         x, y = images[:batch].copy(), targets[:batch].copy()
         batch_labels, wrong = labels[:batch].copy(), xp.zeros((), dtype=np.int64)

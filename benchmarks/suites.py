@@ -37,7 +37,7 @@ def load_backends(names):
 
 def network(backend, dtype, seed=0):
     """The benchmarked network and its hierarchical-softmax head."""
-    head = nn.HierarchicalSoftmax(NUM_CLASSES)
+    head = nn.HierarchicalSoftmax(NUM_CLASSES, backend=backend)
     net = tagi_network(architecture(ARCHITECTURE), head.num_outputs, backend=backend,
                        dtype=dtype, seed=seed)
     return net, head

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from tagi import bp, nn
 from tagi import loop as tagi_loop
+from tagi.backends import get_backend
 from tagi.bp import loop as bp_loop
 from tagi.models import bp_network, tagi_network
 
@@ -20,8 +21,9 @@ class TagiMethod:
 
     def __init__(self, cfg, spec, num_classes):
         self.cfg = cfg.method
-        self.head = nn.HierarchicalSoftmax(num_classes)
-        self.net = tagi_network(spec, self.head.num_outputs, backend=cfg.backend, dtype=cfg.dtype,
+        backend = get_backend(cfg.backend)
+        self.head = nn.HierarchicalSoftmax(num_classes, backend=backend)
+        self.net = tagi_network(spec, self.head.num_outputs, backend=backend, dtype=cfg.dtype,
                                 seed=cfg.seed, cap_factor=self.cfg.cap_factor)
 
     def __repr__(self):

@@ -183,10 +183,10 @@ def check_training_steps(make_net, backend, dtype, x, labels, steps=2, to_host=n
     """``steps`` calls of tagi.loop.train_step on make_net(backend, dtype) against the float64
     reference network: the prior predictive outputs of the last step and every parameter after.
     ``tol`` defaults to float32 / float64 round-off."""
-    head = nn.HierarchicalSoftmax(10)
     nets = [make_net("numpy", "float64"), make_net(backend, np.dtype(dtype).name)]
     outputs = []
     for net in nets:
+        head = nn.HierarchicalSoftmax(10, backend=net.backend)
         for _ in range(steps):
             mu, var = train_step(net, head, x, labels, sigma_v=1.0)
         outputs.append((to_host(mu), to_host(var)))
@@ -204,7 +204,7 @@ def replay_training_steps(backend, net, head, batches, to_device=np.asarray):
     buffers is recorded (its real first call trains on the first batch), then replayed on each
     other batch after refilling the buffers -> the CapturedGraph."""
     x_dev = to_device(batches[0][0].astype(net.dtype))
-    y_dev = head.observations(batches[0][1], len(batches[0][1]), backend, net.dtype)
+    y_dev = head.observations(batches[0][1], len(batches[0][1]), net.dtype)
 
     def step():
         mu, var = net.forward(x_dev)
@@ -215,6 +215,6 @@ def replay_training_steps(backend, net, head, batches, to_device=np.asarray):
     graph = backend.capture(step)
     for x, labels in batches[1:]:
         x_dev[...] = to_device(x.astype(net.dtype))
-        y_dev[...] = head.observations(labels, len(labels), backend, net.dtype)
+        y_dev[...] = head.observations(labels, len(labels), net.dtype)
         graph.replay()
     return graph

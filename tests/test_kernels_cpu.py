@@ -110,13 +110,12 @@ def test_h200_training_step_of_the_3conv_network_at_batch_16(cpu_cuda, h200, rng
     """The main job's step (B = 16) with the split rule of a 132-SM GPU, against the float64
     reference: every parameter after the step, and the prior outputs. About 3 s per dtype."""
     x, labels = rng.standard_normal((16, 3, 32, 32)), rng.integers(0, 10, 16)
-    head = nn.HierarchicalSoftmax(10)
 
     def unchecked_step(backend):
         """tagi.loop.train_step without its divergence check: a dry run leaves outputs unset."""
         net = cifar_net(backend, "float32")
         mu, var = net.forward(x.astype(np.float32))
-        net.backward(*head.innovations(mu, var, labels, 1.0))
+        net.backward(*nn.HierarchicalSoftmax(10, backend=backend).innovations(mu, var, labels, 1.0))
         net.step()
 
     launches = dry_run_launches(cpu_cuda, unchecked_step)
@@ -220,12 +219,12 @@ def test_a_host_array_is_refused_naming_the_op(cpu_cuda, name, op, make_arrays, 
 def test_capture_that_fails_replays_eagerly_after_one_logged_line(cupy_on_cpu, rng, caplog):
     """The harness cannot record a CUDA graph (as a machine without a GPU): ``capture`` logs why,
     once, and its replays run the step eagerly, like eager steps on the reference."""
-    head = nn.HierarchicalSoftmax(10)
     batches = [(rng.standard_normal((5, 3, 8, 8)), rng.integers(0, 10, 5)) for _ in range(3)]
     eager, graphed = small_cifar_net("numpy", "float64"), small_cifar_net(cupy_on_cpu, "float64")
     for x, labels in batches:
-        train_step(eager, head, x, labels, 1.0)
-    graph = replay_training_steps(cupy_on_cpu, graphed, head, batches)
+        train_step(eager, nn.HierarchicalSoftmax(10), x, labels, 1.0)
+    graph = replay_training_steps(cupy_on_cpu, graphed, nn.HierarchicalSoftmax(10, backend=cupy_on_cpu),
+                                  batches)
     assert not graph.captured and "cudaErrorNoDevice" in graph.reason
     logged = [r.getMessage() for r in caplog.records if "CUDA-graph capture" in r.getMessage()]
     assert len(logged) == 1 and "replaying it eagerly" in logged[0] and "\n" not in logged[0]

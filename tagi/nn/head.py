@@ -1,9 +1,13 @@
-"""Output heads: the Gaussian observation update and the hierarchical softmax (docs/math.md §4, §7)."""
+"""Output heads: the Gaussian observation update and the hierarchical softmax (docs/math.md §4, §7).
+
+A head computes with the ops of the network's backend (``backend=net.backend``), on that
+backend's arrays; numpy (the default) also serves the numba backend, whose arrays are numpy's.
+"""
 import math
 
 import numpy as np
 
-from ..backends import for_array
+from ..backends import get_backend
 
 ALPHA = 3.0  # node probabilities use Phi(mu / sqrt(1/alpha**2 + var)), docs/math.md §7.3
 
@@ -16,13 +20,15 @@ def _check_sigma_v(sigma_v):
         raise ValueError(f"sigma_v must be finite and > 0, got {sigma_v!r}")
 
 
-def gaussian_innovations(mu, var, y, sigma_v):
+def gaussian_innovations(mu, var, y, sigma_v, backend="numpy"):
     """Output innovations for y = z + v, v ~ N(0, sigma_v**2); NaN in y marks unobserved outputs.
 
-    mu, var, y: (B, N) -> delta_mu, delta_var: (B, N); sigma_v finite and > 0.
+    mu, var: (B, N) arrays of ``backend`` (the network's: a name or a backend module), y: (B, N)
+    (copied to the backend) -> delta_mu = (y - mu) / S, delta_var = -1 / S, (B, N), with
+    S = var + sigma_v**2; sigma_v finite and > 0.
     """
     _check_sigma_v(sigma_v)
-    backend = for_array(mu)
+    backend = get_backend(backend)
     return backend.gaussian_innovations(mu, var, backend.asarray(y, dtype=mu.dtype), sigma_v)
 
 
@@ -50,13 +56,15 @@ class HierarchicalSoftmax:
     """K classes coded as L = ceil(log2 K) signed observations on a binary tree of outputs.
 
     Each label observes L of the ``num_outputs`` network outputs (11 for K = 10)
-    with targets +1 (bit 0) or -1 (bit 1). Arrays: mu, var (B, num_outputs);
-    labels (B,) integers in [0, K).
+    with targets +1 (bit 0) or -1 (bit 1). Arrays: mu, var (B, num_outputs), of
+    ``backend`` (the network's: a name or a backend module, ``net.backend``); labels (B,)
+    host integers in [0, K).
     """
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes, backend="numpy"):
         if int(num_classes) != num_classes or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        self.backend = get_backend(backend)
         self.num_classes = int(num_classes)
         self.indices, self.targets = _tree_code(self.num_classes)
         self.num_outputs = int(self.indices.max()) + 1
@@ -80,11 +88,12 @@ class HierarchicalSoftmax:
             raise ValueError(f"{self!r} needs output moments of shape (B, {self.num_outputs}), "
                              f"got {tuple(mu.shape)} and {tuple(var.shape)}")
 
-    def _table(self, backend, dtype):
-        """(indices, targets) on the backend's device, cached per backend and dtype."""
-        key = (backend.NAME, np.dtype(dtype).str)
+    def _table(self, dtype):
+        """(indices, targets) on the backend's device, cached per dtype."""
+        key = np.dtype(dtype).str
         if key not in self._tables:
-            self._tables[key] = (backend.asarray(self.indices), backend.asarray(self.targets, dtype=dtype))
+            self._tables[key] = (self.backend.asarray(self.indices),
+                                 self.backend.asarray(self.targets, dtype=dtype))
         return self._tables[key]
 
     def encode(self, labels):
@@ -97,33 +106,32 @@ class HierarchicalSoftmax:
         bits = (np.asarray(targets) < 0).astype(np.int64)
         return bits @ (1 << np.arange(bits.shape[1] - 1, -1, -1))
 
-    def observations(self, labels, batch_size, backend, dtype):
-        """(B, num_outputs) array of targets at each label's observed outputs, NaN elsewhere."""
+    def observations(self, labels, batch_size, dtype):
+        """labels (B,) -> (B, num_outputs) backend array of ``dtype``: the targets at each label's
+        observed outputs, NaN elsewhere."""
         labels = self._check_labels(labels)
         if len(labels) != batch_size:
             raise ValueError(f"{len(labels)} labels for a batch of {batch_size} outputs")
         y = np.full((batch_size, self.num_outputs), np.nan)
         np.put_along_axis(y, self.indices[labels], self.targets[labels], axis=1)
-        return backend.asarray(y, dtype=dtype)
+        return self.backend.asarray(y, dtype=dtype)
 
     def innovations(self, mu, var, labels, sigma_v):
         """Output update on each label's L observed outputs only; the others get zero innovations.
         sigma_v must be finite and > 0."""
         _check_sigma_v(sigma_v)
         self._check_outputs(mu, var)
-        backend = for_array(mu)
-        y = self.observations(labels, mu.shape[0], backend, mu.dtype)
-        return backend.gaussian_innovations(mu, var, y, sigma_v)
+        y = self.observations(labels, mu.shape[0], mu.dtype)
+        return self.backend.gaussian_innovations(mu, var, y, sigma_v)
 
     def probabilities(self, mu, var):
         """Class probabilities (B, K) from the prior predictive outputs, normalised over the K classes."""
         self._check_outputs(mu, var)
-        backend = for_array(mu)
-        xp = backend.xp
-        indices, targets = self._table(backend, mu.dtype)
+        xp = self.backend.xp
+        indices, targets = self._table(mu.dtype)
         score = mu / xp.sqrt(1.0 / ALPHA ** 2 + var)                           # (B, N_out)
         # P(node says +1) = Phi(score), P(-1) = 1 - Phi(score) = Phi(-score)
-        p_class = backend.normal_cdf(score[:, indices] * targets).prod(axis=2)  # (B, K)
+        p_class = self.backend.normal_cdf(score[:, indices] * targets).prod(axis=2)  # (B, K)
         return p_class / p_class.sum(axis=1, keepdims=True)
 
     def predict(self, mu, var):

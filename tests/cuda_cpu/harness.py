@@ -231,7 +231,7 @@ def fake_cupy(cuda, multiprocessors, max_grid=MAX_GRID, ndarray=np.ndarray, laun
         ndarray=ndarray, asarray=np.asarray, ascontiguousarray=np.ascontiguousarray,
         asnumpy=np.array, empty=_empty, empty_like=_empty_like, zeros=np.zeros,
         zeros_like=np.zeros_like, matmul=np.matmul, tensordot=np.tensordot,
-        concatenate=np.concatenate, add=np.add,
+        concatenate=np.concatenate, add=np.add, sqrt=np.sqrt,
         RawModule=lambda code, options=(): cuda.module(code, options, max_grid, launches),
         random=types.SimpleNamespace(standard_normal=lambda shape, dtype=float: np.random.default_rng(
             0).standard_normal(shape).astype(dtype)),
