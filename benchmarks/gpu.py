@@ -10,9 +10,10 @@ graph; fused path only, since CuPy cannot record cuBLAS calls). Rows (``report.r
   ``flops.py``; the elementwise kernels (ReLU, Jacobian step, output innovations, capped update)
   count no FLOPs and report GB/s instead (each array they read or write, once).
 - ``gpu_step``: a training step at batch 16 (eager: ``tagi.loop.train_step`` from a host batch,
-  wall time; graph: one replay from device buffers, CUDA events).
-- ``gpu_epoch``: one run of 3,125 steps (50,000 images) from device memory, training error
-  counted on the device (target on an H200: at most 1 s).
+  wall time; graph: one replay of ``tagi.loop.TrainStep`` on its device buffers, CUDA events).
+- ``gpu_epoch``: one run of 3,125 calls of that ``TrainStep`` (50,000 images) from device
+  memory, eager or replayed, training error counted on the device (target on an H200: at
+  most 1 s).
 - ``gpu_inference``: forward pass and class probabilities at batch 1,024 on device input
   (target: at least 200,000 images/s).
 
@@ -25,7 +26,7 @@ import time
 import numpy as np
 
 from tagi import nn
-from tagi.loop import train_step
+from tagi.loop import TrainStep, train_step
 
 from . import flops
 from .report import record
@@ -85,17 +86,6 @@ def _elementwise_calls(backend, net, head, batch, rng):
     return calls
 
 
-def _device_step(backend, net, head, x, y, labels, wrong):
-    """A training step on device buffers (refilled by the caller), errors added to ``wrong``."""
-    def step():
-        mu, var = net.forward(x)
-        net.backward(*backend.gaussian_innovations(mu, var, y, SIGMA_V))
-        net.step()
-        backend.xp.add(wrong, (head.predict(mu, var) != labels).sum(), out=wrong)
-        return mu, var
-    return step
-
-
 class GpuSuite:
     """One mode of the suite on one backend. The sizes are the benchmark's (batch 16, inference
     at 1,024, a 50,000-image epoch) unless given; ``clock`` times one call (CUDA events; None:
@@ -151,15 +141,14 @@ class GpuSuite:
         per_step = flops.train_step_flops(net) * batch
         n_steps = self.epoch_images // batch
         images = xp.random.standard_normal((n_steps * batch, *net.input_shape), dtype=net.dtype)
-        labels = rng.integers(0, head.num_classes, n_steps * batch)
-        targets = head.observations(labels, len(labels), net.dtype)
-        labels = backend.asarray(labels)
-        x, y = images[:batch].copy(), targets[:batch].copy()
-        batch_labels, wrong = labels[:batch].copy(), xp.zeros((), dtype=np.int64)
-        step = _device_step(backend, net, head, x, y, batch_labels, wrong)
+        host_labels = rng.integers(0, head.num_classes, n_steps * batch)
+        targets = head.observations(host_labels, len(host_labels), net.dtype)
+        labels = backend.asarray(host_labels)
+        step = TrainStep(net, head, SIGMA_V)
+        first_x, first_labels = backend.to_numpy(images[:batch]), host_labels[:batch]
+        step.load(first_x, first_labels)
         if mode == "eager":
-            host_x, host_labels = backend.to_numpy(x), backend.to_numpy(batch_labels)
-            timing = measure(lambda: train_step(net, head, host_x, host_labels, SIGMA_V),
+            timing = measure(lambda: train_step(net, head, first_x, first_labels, SIGMA_V),
                              backend.synchronize, plan)
             run = step
         else:
@@ -173,7 +162,7 @@ class GpuSuite:
         begin = time.perf_counter()
         for i in range(n_steps):
             part = slice(i * batch, (i + 1) * batch)
-            x[...], y[...], batch_labels[...] = images[part], targets[part], labels[part]
+            step.x[...], step.y[...], step.labels[...] = images[part], targets[part], labels[part]
             run()
         backend.synchronize()
         epoch = Timing((time.perf_counter() - begin,))

@@ -15,7 +15,7 @@ from conftest import gaussian_tensors
 from tagi import nn
 from tagi.backends import numpy_backend as ref
 from tagi.geometry import window2d
-from tagi.loop import train_step
+from tagi.loop import TrainStep, train_step
 
 # (C, H, W, C_out, kernel, stride, padding, padding_type)
 CONV_CASES = [
@@ -199,22 +199,14 @@ def check_training_steps(make_net, backend, dtype, x, labels, steps=2, to_host=n
                                    err_msg=key)
 
 
-def replay_training_steps(backend, net, head, batches, to_device=np.asarray):
-    """Train ``net`` on ``batches`` [(x, labels)] through ``backend.capture``: the step on device
-    buffers is recorded (its real first call trains on the first batch), then replayed on each
-    other batch after refilling the buffers -> the CapturedGraph."""
-    x_dev = to_device(batches[0][0].astype(net.dtype))
-    y_dev = head.observations(batches[0][1], len(batches[0][1]), net.dtype)
-
-    def step():
-        mu, var = net.forward(x_dev)
-        net.backward(*backend.gaussian_innovations(mu, var, y_dev, 1.0))
-        net.step()
-        return mu, var
-
+def replay_training_steps(backend, net, head, batches):
+    """Train ``net`` on ``batches`` [(x, labels)] through ``backend.capture`` of a
+    ``tagi.loop.TrainStep``: recorded on the first batch (its real first call trains on it),
+    then replayed on each other batch after refilling the buffers -> the CapturedGraph."""
+    step = TrainStep(net, head, 1.0)
+    step.load(*batches[0])
     graph = backend.capture(step)
     for x, labels in batches[1:]:
-        x_dev[...] = to_device(x.astype(net.dtype))
-        y_dev[...] = head.observations(labels, len(labels), net.dtype)
+        step.load(x, labels)
         graph.replay()
     return graph

@@ -79,7 +79,7 @@ def test_a_captured_training_step_replays_like_eager_steps(rng):
         eager.backward(*head.innovations(mu, var, labels, sigma_v=1.0))
         eager.step()
 
-    graph = replay_training_steps(backend, graphed, head, batches, to_device=cupy.asarray)
+    graph = replay_training_steps(backend, graphed, head, batches)
     assert graph.captured, graph.reason
     got = graphed.state_dict()
     for key, want in eager.state_dict().items():

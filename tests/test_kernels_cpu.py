@@ -20,7 +20,7 @@ from op_parity import (GEMM_PATHS, LINEAR_CASES, OP_CASES, check_op, check_train
 from tagi import models, nn
 from tagi.backends import OPS
 from tagi.backends import numpy_backend as ref
-from tagi.loop import train_step
+from tagi.loop import TrainStep, train_step
 
 DTYPES = (np.float32, np.float64)
 
@@ -112,11 +112,10 @@ def test_h200_training_step_of_the_3conv_network_at_batch_16(cpu_cuda, h200, rng
     x, labels = rng.standard_normal((16, 3, 32, 32)), rng.integers(0, 10, 16)
 
     def unchecked_step(backend):
-        """tagi.loop.train_step without its divergence check: a dry run leaves outputs unset."""
-        net = cifar_net(backend, "float32")
-        mu, var = net.forward(x.astype(np.float32))
-        net.backward(*nn.HierarchicalSoftmax(10, backend=backend).innovations(mu, var, labels, 1.0))
-        net.step()
+        """tagi.loop.TrainStep called, without train_step's check: a dry run leaves outputs unset."""
+        step = TrainStep(cifar_net(backend, "float32"), nn.HierarchicalSoftmax(10, backend=backend), 1.0)
+        step.load(x, labels)
+        step()
 
     launches = dry_run_launches(cpu_cuda, unchecked_step)
     split = {name for name, grid, _ in launches if grid[2] > 1}
