@@ -45,6 +45,6 @@ def cpu_cuda(tmp_path_factory):
     """The g++ build of the kernels (tests/cuda_cpu/), float32 and float64 compiled side by side."""
     from cuda_cpu import harness
     cuda = harness.CpuCuda(tmp_path_factory.mktemp("cuda_cpu"))
-    probe = harness.load_cupy_backend(harness.fake_cupy(cuda, 0))
-    cuda.compile([(probe.kernel_source(dtype), probe.KERNEL_OPTIONS) for dtype in (np.float32, np.float64)])
+    kernels = harness.load_cupy_backend(harness.fake_cupy(cuda, 0), "cupy_kernels")
+    cuda.compile([(kernels.kernel_source(dtype), kernels.KERNEL_OPTIONS) for dtype in (np.float32, np.float64)])
     return cuda

@@ -58,6 +58,15 @@ def test_importing_changes_nothing_in_the_process(module):
         assert not [m for m in seen["modules"] if m.startswith(("tagi.nn", "tagi.bp"))], seen["modules"]
 
 
+def test_the_cupy_backend_imports_no_layer_code(tmp_path):
+    """Its modules imported against the CPU stand-in for cupy (tests/cuda_cpu), as on a GPU."""
+    seen = probe("sys.path.insert(0, 'tests')\nfrom cuda_cpu import harness\n"
+                 f"harness.load_cupy_backend(harness.fake_cupy(harness.CpuCuda({str(tmp_path)!r}), 0))")
+    assert "tagi.backends.cupy_backend" not in seen["modules"]         # the harness put it back
+    assert not [m for m in seen["modules"] if m.startswith(("tagi.nn", "tagi.bp"))], seen["modules"]
+    assert seen["changed"] == {} and not seen["mallopt"]
+
+
 CHOICES = {
     "get_backend": "from tagi.backends import get_backend; get_backend('numba')",
     "Sequential": "from tagi import nn; nn.Sequential(nn.Linear(2, 1), input_shape=(2,), backend='numba')",

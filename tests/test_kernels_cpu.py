@@ -275,8 +275,8 @@ extern "C" __global__ void TAGI_NAME(write_past_the_end)(int n, const real* x, r
 
 
 @pytest.fixture(scope="module")
-def probes(cpu_cuda, cupy_on_cpu):
-    options = cupy_on_cpu.KERNEL_OPTIONS
+def probes(cpu_cuda):
+    options = harness.load_cupy_backend(harness.fake_cupy(cpu_cuda, 0), "cupy_kernels").KERNEL_OPTIONS
     return {barrier: cpu_cuda.module(f"#define BARRIER {barrier}\n" + HARNESS_PROBE, options)
             for barrier in ("__syncthreads()", "")}
 

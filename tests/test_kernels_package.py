@@ -1,10 +1,11 @@
 """The kernels as shipped: in the wheel, found by a non-editable install, tiled as the backend says.
 
 ``setup.py`` installs the top-level ``kernels/`` folder as package data ``tagi/kernels/``; the cupy
-backend looks there first and falls back to the checkout's ``kernels/`` (a source tree or an
-editable install). The Gaussian-GEMM tile sizes have one source of truth, the backend's
-``GEMM_TILE``, handed to NVRTC as -D defines; ``tagi_gemm.cuh`` keeps the same values as #ifndef
-defaults for nvcc builds of a single file (CI's nvcc loop), and this checks that they agree.
+backend (``tagi/backends/cupy_kernels.py``) finds it there with ``importlib.resources`` and falls
+back to the checkout's ``kernels/`` (a source tree or an editable install). The Gaussian-GEMM tile
+sizes have one source of truth, ``cupy_kernels.GEMM_TILE``, handed to NVRTC as -D defines;
+``tagi_gemm.cuh`` keeps the same values as #ifndef defaults for nvcc builds of a single file
+(CI's nvcc loop), and this checks that they agree.
 """
 import os
 import shutil
@@ -24,8 +25,10 @@ SHIPPED = ("*.cu", "*.cuh", "README.md")
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    return harness.load_cupy_backend(harness.fake_cupy(harness.CpuCuda(tmp_path_factory.mktemp("k")), 0))
+def kernels(tmp_path_factory):
+    """tagi/backends/cupy_kernels.py, imported against the CPU stand-in for cupy."""
+    return harness.load_cupy_backend(harness.fake_cupy(harness.CpuCuda(tmp_path_factory.mktemp("k")), 0),
+                                     "cupy_kernels")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def test_an_installed_wheel_finds_its_kernels(wheel, tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(site)
     code = ("import tagi, cuda_cpu.harness as h; "
-            "b = h.load_cupy_backend(h.fake_cupy(h.CpuCuda('.'), 0)); "
+            "b = h.load_cupy_backend(h.fake_cupy(h.CpuCuda('.'), 0), 'cupy_kernels'); "
             "print(tagi.__file__); print(b.KERNELS); print(len(b.kernel_source('float32')))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(TESTS)]))
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
@@ -76,11 +79,10 @@ def test_an_installed_wheel_finds_its_kernels(wheel, tmp_path):
     assert int(length) > 10_000
 
 
-def test_a_source_checkout_finds_the_top_level_kernels(backend, tmp_path):
-    assert backend.KERNELS == ROOT / "kernels"
-    (tmp_path / "tagi").mkdir()
+def test_a_source_checkout_finds_the_top_level_kernels(kernels, tmp_path):
+    assert kernels.KERNELS == ROOT / "kernels"
     with pytest.raises(FileNotFoundError, match="reinstall tagi"):
-        backend.kernel_folder(tmp_path / "tagi")
+        kernels.kernel_folder("tagi.no_kernels_here", tmp_path)
 
 
 TILE_PROBE = """
@@ -92,17 +94,17 @@ extern "C" __global__ void TAGI_NAME(tile_sizes)(int* out) {
 """
 
 
-def compiled_tile_sizes(backend, cuda, options):
+def compiled_tile_sizes(kernels, cuda, options):
     out = np.zeros(7, dtype=np.int32)
     cuda.module(TILE_PROBE, options).get_function("tile_sizes_f32")((1,), (1,), (out,))
-    return dict(zip([*backend.GEMM_TILE, "GEMM_THREADS"], out.tolist()))
+    return dict(zip([*kernels.GEMM_TILE, "GEMM_THREADS"], out.tolist()))
 
 
-def test_tile_sizes_reach_the_kernels_as_defines_and_match_the_header_defaults(backend, tmp_path):
+def test_tile_sizes_reach_the_kernels_as_defines_and_match_the_header_defaults(kernels, tmp_path):
     cuda = harness.CpuCuda(tmp_path)
-    want = {**backend.GEMM_TILE, "GEMM_THREADS": backend.GEMM_THREADS}
-    assert set(backend.KERNEL_OPTIONS) >= {f"-D{k}={v}" for k, v in backend.GEMM_TILE.items()}
-    assert compiled_tile_sizes(backend, cuda, [f"-I{backend.KERNELS}"]) == want    # header defaults
-    assert compiled_tile_sizes(backend, cuda, backend.KERNEL_OPTIONS) == want        # the -D path
-    wider = [f"-I{backend.KERNELS}", "-DGEMM_BN=64"]                                 # a -D wins
-    assert compiled_tile_sizes(backend, cuda, wider)["GEMM_THREADS"] == 2 * backend.GEMM_THREADS
+    want = {**kernels.GEMM_TILE, "GEMM_THREADS": kernels.GEMM_THREADS}
+    assert set(kernels.KERNEL_OPTIONS) >= {f"-D{k}={v}" for k, v in kernels.GEMM_TILE.items()}
+    assert compiled_tile_sizes(kernels, cuda, [f"-I{kernels.KERNELS}"]) == want    # header defaults
+    assert compiled_tile_sizes(kernels, cuda, kernels.KERNEL_OPTIONS) == want        # the -D path
+    wider = [f"-I{kernels.KERNELS}", "-DGEMM_BN=64"]                                 # a -D wins
+    assert compiled_tile_sizes(kernels, cuda, wider)["GEMM_THREADS"] == 2 * kernels.GEMM_THREADS

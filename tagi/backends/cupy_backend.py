@@ -6,10 +6,8 @@ current stream and returns: no op synchronises with the host or copies between
 host and device. ``asarray`` (host -> device), ``to_numpy`` (device -> host)
 and ``synchronize`` are the only crossings.
 
-Kernels. The files of ``kernels/`` form one CUDA translation unit, compiled by
-NVRTC once per floating type (``float32``: names ``*_f32``; ``float64``:
-``*_f64``) when first used; CuPy caches the binaries on disk, keyed by the
-source text.
+Kernels. ``cupy_kernels`` finds the CUDA sources and compiles them, one
+translation unit per floating type; this module launches them.
 
 GEMM-shaped products (conv2d and linear: forward moments, input innovations,
 parameter deltas) run by default as fused Gaussian-GEMM kernels
@@ -25,28 +23,29 @@ the ``gpu`` suite of ``python -m benchmarks`` times both.
 Arrays. Every op takes device arrays; a host numpy array is refused with a
 TypeError naming the op and the argument (``asarray`` copies it to the device).
 
-``capture(fn)`` records a function of device arrays (a whole training step) as
-a CUDA graph and replays it with one launch, see ``CapturedGraph``; where
-capture fails, the replay runs ``fn`` eagerly instead.
+``capture(fn)`` (``cupy_graph``) records a function of device arrays (a whole
+training step, ``tagi.loop.TrainStep``) as a CUDA graph and replays it with one
+launch, see ``cupy_graph.CapturedGraph``; where capture fails, the replay runs ``fn``
+eagerly instead.
+
+This module imports no layer code (``tagi.nn``, ``tagi.bp``).
 """
 import contextlib
 import contextvars
 import dataclasses
 import functools
-import logging
-from pathlib import Path
 
 import cupy
 import numpy as np
 
-import tagi
-
+from . import DTYPES
 from . import numpy_backend as reference
+from .cupy_graph import capture  # noqa: F401  (the backend's CUDA graphs)
+from .cupy_kernels import GEMM_BK, GEMM_BM, GEMM_BN, GEMM_REDUCE_OUTPUTS, GEMM_THREADS, SUFFIX, kernel
 from .numpy_backend import batch_parts, run_parts  # noqa: F401  (a GPU runs the whole batch at once)
 
 NAME = "cupy"
 xp = cupy
-log = logging.getLogger(__name__)
 
 
 def _require_device():
@@ -61,29 +60,7 @@ def _require_device():
 
 _require_device()
 
-
-def kernel_folder(package=Path(tagi.__file__).resolve().parent):
-    """The folder of the CUDA sources: ``tagi/kernels`` in an installed wheel (package data), else
-    the top-level ``kernels/`` of a source checkout or an editable install."""
-    for folder in (package / "kernels", package.parent / "kernels"):
-        if (folder / "tagi_gemm.cuh").is_file():
-            return folder
-    raise FileNotFoundError(f"the CUDA kernels are neither in {package / 'kernels'} nor in "
-                            f"{package.parent / 'kernels'}: reinstall tagi")
-
-
-KERNELS = kernel_folder()
-
-# Gaussian-GEMM tiling, the one source of truth: handed to NVRTC as -D defines; the #ifndef
-# defaults in kernels/tagi_gemm.cuh (for nvcc builds of single files) must agree (a test checks).
-GEMM_TILE = {"GEMM_BM": 64, "GEMM_BN": 32, "GEMM_BK": 16,   # block tile and reduction slice
-             "GEMM_TM": 4, "GEMM_TN": 4,                    # per-thread sub-tile
-             "GEMM_REDUCE_OUTPUTS": 16}                     # outputs per block, split-K second pass
-GEMM_BM, GEMM_BN, GEMM_BK = GEMM_TILE["GEMM_BM"], GEMM_TILE["GEMM_BN"], GEMM_TILE["GEMM_BK"]
-GEMM_REDUCE_OUTPUTS = GEMM_TILE["GEMM_REDUCE_OUTPUTS"]
-GEMM_THREADS = (GEMM_BM // GEMM_TILE["GEMM_TM"]) * (GEMM_BN // GEMM_TILE["GEMM_TN"])
 ELEMENT_THREADS = 256       # block size of the one-thread-per-element kernels
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,32 +114,7 @@ def synchronize():
     cupy.cuda.Device().synchronize()
 
 
-# ----------------------------------------------------------------------------- kernels and launches
-
-def kernel_source(dtype):
-    """The kernel files as one CUDA translation unit for ``dtype``, headers first.
-
-    The headers' text is part of the source (their include guards make the
-    ``#include`` lines no-ops), so CuPy's cache key changes whenever any file does.
-    """
-    lines = ["#define TAGI_DOUBLE"] if np.dtype(dtype) == np.float64 else []
-    for path in sorted(KERNELS.glob("*.cuh")) + sorted(KERNELS.glob("*.cu")):
-        lines += [f'#line 1 "{path.name}"', path.read_text()]
-    return "\n".join(lines)
-
-
-KERNEL_OPTIONS = ("-std=c++17", f"-I{KERNELS}", *(f"-D{name}={value}" for name, value in GEMM_TILE.items()))
-
-
-@functools.cache
-def _module(dtype):
-    return cupy.RawModule(code=kernel_source(dtype), options=KERNEL_OPTIONS)
-
-
-@functools.cache
-def _kernel(name, dtype):
-    return _module(dtype).get_function(f"{name}_{_SUFFIX[dtype]}")
-
+# ----------------------------------------------------------------------------- launches
 
 @functools.cache
 def _device_attribute(name):
@@ -179,8 +131,8 @@ def _operands(op, **arrays):
     """
     _check_on_device(op, arrays)
     dtype = np.dtype(next(iter(arrays.values())).dtype)
-    if dtype not in _SUFFIX:
-        raise TypeError(f"cupy backend {op}: computes in float32 or float64, got {dtype}")
+    if dtype not in SUFFIX:
+        raise TypeError(f"cupy backend {op}: computes in {' or '.join(DTYPES)}, got {dtype}")
     return dtype, [None if a is None else cupy.ascontiguousarray(a, dtype=dtype)
                    for a in arrays.values()]
 
@@ -208,7 +160,7 @@ def _window(g):
 def _elementwise(name, dtype, n, *args):
     """Launch kernel ``name(args...)`` with one thread per element, n elements (cells)."""
     if n:
-        _kernel(name, dtype)(((n + ELEMENT_THREADS - 1) // ELEMENT_THREADS,), (ELEMENT_THREADS,), args)
+        kernel(name, dtype)(((n + ELEMENT_THREADS - 1) // ELEMENT_THREADS,), (ELEMENT_THREADS,), args)
 
 
 def gemm_splits(m, n, k):
@@ -231,13 +183,13 @@ def _gemm(name, dtype, m, n, k, args):
     if m == 0 or n == 0:
         return
     chunk, splits = gemm_splits(m, n, k)
-    kernel, grid = _kernel(name, dtype), (-(-m // GEMM_BM), -(-n // GEMM_BN), splits)
+    launch, grid = kernel(name, dtype), (-(-m // GEMM_BM), -(-n // GEMM_BN), splits)
     if splits == 1:
-        kernel(grid, (GEMM_THREADS,), (*args, np.int32(chunk), None, np.int32(0)))
+        launch(grid, (GEMM_THREADS,), (*args, np.int32(chunk), None, np.int32(0)))
         return
     partial = cupy.empty((splits, 2, m, n), dtype=dtype)
-    kernel(grid, (GEMM_THREADS,), (*args, np.int32(chunk), partial, np.int32(0)))
-    kernel((-(-m * n // GEMM_REDUCE_OUTPUTS),), (GEMM_THREADS,),
+    launch(grid, (GEMM_THREADS,), (*args, np.int32(chunk), partial, np.int32(0)))
+    launch((-(-m * n // GEMM_REDUCE_OUTPUTS),), (GEMM_THREADS,),
            (*args, np.int32(chunk), partial, np.int32(splits)))
 
 
@@ -537,72 +489,3 @@ def normal_cdf(x):
     out = cupy.empty_like(x)
     _elementwise("normal_cdf", dtype, x.size, np.int32(x.size), x, out)
     return out
-
-
-# ----------------------------------------------------------------------------- CUDA graphs
-
-class CapturedGraph:
-    """One call of a function recorded as a CUDA graph (made by ``capture``), or, where the
-    recording failed, the function itself.
-
-    ``replay()`` re-runs every kernel of that call with a single graph launch on the current
-    stream, on the very same device arrays; ``outputs`` is what the call returned, refreshed in
-    place by each replay and valid while this object lives. Without a graph (``captured`` is
-    False, ``reason`` says why) ``replay()`` calls the function eagerly and ``outputs`` is what
-    the latest call returned.
-    """
-
-    def __init__(self, fn, outputs, graph=None, pool=None, reason=None):
-        self._fn, self._graph, self._pool = fn, graph, pool
-        self.outputs, self.reason = outputs, reason
-
-    @property
-    def captured(self):
-        return self._graph is not None
-
-    def replay(self):
-        if self._graph is None:
-            self.outputs = self._fn()
-        else:
-            self._graph.launch()
-
-
-def capture(fn):
-    """Record ``fn()`` as a CUDA graph -> ``CapturedGraph``; ``fn`` also runs once for real first.
-
-    For a training step, ``fn`` runs the layer code unchanged, e.g.
-    ``mu, var = net.forward(x); d = gaussian_innovations(mu, var, y, s); net.backward(*d); net.step()``,
-    on device buffers ``x``, ``y`` that the caller refills (``x[...] = batch``) before
-    each ``replay()``. Rules: ``fn`` must not copy from the host (such a copy would be
-    frozen into the graph), must not synchronise, and must see the same shapes; the
-    graph keeps the parameter arrays it updated, so ``load_state_dict`` needs a new
-    capture.
-
-    The first, real call compiles the kernels and creates, with the ordinary allocator,
-    whatever the code keeps between calls (the head's code tables, any cache), so those
-    outlive the graph. The recorded call then allocates its buffers (layer inputs kept for
-    the backward pass, innovations, outputs) from a memory pool that belongs to the graph
-    alone, so they are never handed to other work while the graph lives.
-
-    Where the recording fails (CuPy refuses cuBLAS calls during stream capture, so the
-    ``cublas`` GEMM setting cannot be recorded; an old CuPy or driver), one line is
-    logged with the reason and the returned object replays ``fn`` eagerly.
-    """
-    outputs = fn()
-    cupy.cuda.get_current_stream().synchronize()      # that call's work, before the recording
-    pool = cupy.cuda.MemoryPool()
-    try:
-        stream = cupy.cuda.Stream(non_blocking=True)
-        with cupy.cuda.using_allocator(pool.malloc), stream:
-            stream.begin_capture()
-            try:
-                outputs = fn()
-            finally:
-                graph = stream.end_capture()
-        stream.synchronize()
-    except Exception as err:  # any failure to record: the same work, run eagerly
-        reason = " ".join(f"{type(err).__name__}: {err}".split())   # one line
-        log.warning("CUDA-graph capture of %s failed, replaying it eagerly (%s)",
-                    getattr(fn, "__qualname__", fn), reason)
-        return CapturedGraph(fn, outputs, reason=reason)
-    return CapturedGraph(fn, outputs, graph, pool)

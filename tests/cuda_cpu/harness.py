@@ -11,13 +11,14 @@ arrays (each array is copied between guard bytes for the launch).
 ``fake_cupy(cuda, multiprocessors)`` stands in for the ``cupy`` package (numpy arrays plus that
 RawModule; new arrays are filled with NaN so that unwritten outputs show; a device of that many
 SMs; stream capture that always fails, as without a GPU), and ``load_cupy_backend(fake)``
-imports ``tagi/backends/cupy_backend.py`` against it: the backend's own launch code (grids,
-argument order and types, split-K workspaces) then runs in CI, where there is no GPU.
+imports the cupy backend's modules (``tagi/backends/cupy_*.py``) afresh against it: the
+backend's own launch code (grids, argument order and types, split-K workspaces) then runs in
+CI, where there is no GPU.
 """
 import contextlib
 import ctypes
 import hashlib
-import importlib.util
+import importlib
 import re
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-import tagi
+import tagi.backends
 
 SHIM = Path(__file__).with_name("cuda_shim.h")
 KERNEL_DECLARATION = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?TAGI_NAME\((\w+)\)")
@@ -246,18 +247,30 @@ def fake_cupy(cuda, multiprocessors, max_grid=MAX_GRID, ndarray=np.ndarray, laun
     return fake
 
 
-def load_cupy_backend(fake):
-    """A fresh module object of tagi/backends/cupy_backend.py importing ``fake`` as cupy."""
-    path = Path(tagi.__file__).parent / "backends" / "cupy_backend.py"
-    spec = importlib.util.spec_from_file_location("tagi.backends.cupy_backend_on_cpu", path)
-    module = importlib.util.module_from_spec(spec)
-    real = sys.modules.get("cupy")
+# the cupy backend's modules: kernel compilation, CUDA graphs, and the ops that import both
+BACKEND_MODULES = ("cupy_kernels", "cupy_graph", "cupy_backend")
+
+
+def load_cupy_backend(fake, module="cupy_backend"):
+    """Fresh module objects of the cupy backend importing ``fake`` as cupy -> the one named
+    ``module``: the ops (``cupy_backend``, the backend as ``get_backend`` returns it), or its
+    ``cupy_kernels`` or ``cupy_graph``. The modules already imported (on a GPU machine, the real
+    backend) are left as they were: in ``sys.modules`` and as attributes of ``tagi.backends``."""
+    package, missing = tagi.backends, object()
+    names = ["cupy", *(f"{package.__name__}.{name}" for name in BACKEND_MODULES)]
+    saved_modules = {name: sys.modules.pop(name, None) for name in names}
+    saved_attributes = {name: getattr(package, name, missing) for name in BACKEND_MODULES}
     sys.modules["cupy"] = fake
     try:
-        spec.loader.exec_module(module)
+        importlib.import_module(f"{package.__name__}.cupy_backend")
+        return sys.modules[f"{package.__name__}.{module}"]
     finally:
-        if real is None:
-            del sys.modules["cupy"]
-        else:
-            sys.modules["cupy"] = real
-    return module
+        for name, saved in saved_modules.items():
+            sys.modules.pop(name, None)
+            if saved is not None:
+                sys.modules[name] = saved
+        for name, saved in saved_attributes.items():
+            if saved is missing:
+                package.__dict__.pop(name, None)
+            else:
+                setattr(package, name, saved)
