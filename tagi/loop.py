@@ -9,6 +9,7 @@ parameter. Error counts stay on the backend's device until the end of the epoch.
 import numpy as np
 from tqdm.auto import tqdm
 
+from .chain import check_input_batch
 from .checks import check_number
 from .divergence import DivergenceError, first_nonfinite_layer, nonfinite_keys, valid_moments
 
@@ -54,6 +55,7 @@ class TrainStep:
     def load(self, x, labels):
         """Copy a host batch, x (B, *input_shape) and integer labels (B,), into the buffers;
         a batch of another shape gets new buffers (a recorded graph keeps the old ones)."""
+        check_input_batch(x, self.net.input_shape)
         x = self.backend.asarray(x, dtype=self.net.dtype)
         y = self.head.observations(labels, len(x), self.net.dtype)
         labels = self.backend.asarray(np.asarray(labels, dtype=np.int64))

@@ -46,5 +46,6 @@ def cpu_cuda(tmp_path_factory):
     from cuda_cpu import harness
     cuda = harness.CpuCuda(tmp_path_factory.mktemp("cuda_cpu"))
     kernels = harness.load_cupy_backend(harness.fake_cupy(cuda, 0), "cupy_kernels")
-    cuda.compile([(kernels.kernel_source(dtype), kernels.KERNEL_OPTIONS) for dtype in (np.float32, np.float64)])
+    cuda.compile([(kernels.kernel_source(dtype), kernels.KERNEL_OPTIONS)
+                  for dtype in (np.float32, np.float64)])
     return cuda

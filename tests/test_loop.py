@@ -66,6 +66,8 @@ def test_buffers_are_refilled_in_place_for_the_same_batch_shape(rng):
     assert x is not step.x and not np.shares_memory(x2, step.x)      # the caller's arrays are copied
     step.load(x[:2], labels[:2])                                     # another batch size
     assert step.x.shape == (2, 3, 8, 8) and step.y.shape == (2, 11) and step.x is not buffers[0]
+    with pytest.raises(TypeError, match=r"input batch must be an array shaped \(batch, 3, 8, 8\)"):
+        step.load(x.tolist(), labels)                                # the network's own check
 
 
 def test_a_diverging_step_raises_before_any_update(rng):

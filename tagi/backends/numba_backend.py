@@ -46,9 +46,9 @@ which starts Numba's threads.
 
 Memory: a training step allocates and frees arrays of 0.1-4 MiB by the dozen.
 glibc serves each of those with its own ``mmap`` and returns it at ``free``,
-so every step faulted all its pages in afresh, in kernel time. ``tune_process()`` therefore asks glibc (``mallopt``) to
-serve every array from the heap and to keep freed heap memory for the next
-step, unless the environment holds a ``MALLOC_*`` setting of glibc's own; the
+so every step faulted all its pages in afresh, in kernel time.
+``tune_process()`` therefore asks glibc (``mallopt``) to serve every array
+from the heap and to keep freed heap memory for the next step, unless the environment holds a ``MALLOC_*`` setting of glibc's own; the
 process keeps its peak memory rather than returning it between steps.
 """
 import ctypes
