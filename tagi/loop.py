@@ -14,17 +14,10 @@ from .checks import check_number
 from .divergence import DivergenceError, first_nonfinite_layer, nonfinite_keys, valid_moments
 
 
-def _check_head(net, head):
-    """ValueError unless the head computes on the network's arrays (its backend, or one sharing
-    its array module, as numpy and numba do)."""
-    if head.backend.xp is not net.backend.xp:
-        raise ValueError(f"the head computes on {head.backend.NAME} arrays, the network on "
-                         f"{net.backend.NAME} arrays: build the head with backend=net.backend")
-
-
 class TrainStep:
     """One TAGI training step of ``net`` (a ``tagi.nn.Sequential``) with ``head`` (a
-    ``HierarchicalSoftmax`` on the network's backend) on buffers of the backend's arrays.
+    ``HierarchicalSoftmax``, used on the network's backend: ``head.on(net.backend)``) on buffers
+    of the backend's arrays.
 
     Buffers, for a batch of B samples and N = head.num_outputs:
     ``x`` (B, *net.input_shape) of net.dtype, the inputs; ``y`` (B, N) of net.dtype, the head's
@@ -46,8 +39,7 @@ class TrainStep:
     """
 
     def __init__(self, net, head, sigma_v):
-        _check_head(net, head)
-        self.net, self.head, self.backend = net, head, net.backend
+        self.net, self.head, self.backend = net, head.on(net.backend), net.backend
         self.sigma_v = check_number("sigma_v", sigma_v, low=0, low_open=True)
         self.x = self.y = self.labels = None
         self.wrong = self.backend.xp.zeros((), dtype=np.int64)
@@ -120,7 +112,7 @@ def train_epoch(net, head, batches, sigma_v, progress=True, desc="train"):
 
 def predict(net, head, batches, progress=True, desc="test"):
     """Class probabilities and labels of every sample, in batch order: host arrays (N, K), (N,)."""
-    _check_head(net, head)
+    head = head.on(net.backend)
     probs, labels = [], []
     for x, y in tqdm(batches, desc=desc, disable=not progress, leave=False):
         probs.append(net.backend.to_numpy(head.probabilities(*net.forward(x))))

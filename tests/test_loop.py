@@ -1,5 +1,5 @@
 """tagi.loop: the training step on buffers is forward, output update, backward and step by hand;
-its buffers stay put for a batch of the same shape; the head must compute on the network's arrays."""
+its buffers stay put for a batch of the same shape; the head computes on the network's backend."""
 import types
 
 import numpy as np
@@ -81,10 +81,13 @@ def test_a_diverging_step_raises_before_any_update(rng):
         np.testing.assert_array_equal(value, before[key], err_msg=key)
 
 
-def test_the_head_must_compute_on_the_networks_arrays():
-    other = types.SimpleNamespace(NAME="elsewhere", xp=types.SimpleNamespace())
-    with pytest.raises(ValueError, match="the head computes on elsewhere arrays, the network on "
-                                         "numpy arrays: build the head with backend=net.backend"):
-        TrainStep(small_net("numpy"), nn.HierarchicalSoftmax(10, backend=other), 1.0)
+def test_the_step_uses_the_head_on_the_networks_backend():
+    net, elsewhere = small_net("numpy"), types.SimpleNamespace(NAME="elsewhere", xp=types.SimpleNamespace())
+    head = nn.HierarchicalSoftmax(10, backend=elsewhere)
+    step = TrainStep(net, head, 1.0)
+    assert step.head.backend is net.backend and step.head.num_classes == 10
+    assert head.backend is elsewhere                                  # the caller's head as it was
+    numpy_head = nn.HierarchicalSoftmax(10)
+    assert TrainStep(small_net("numba"), numpy_head, 1.0).head is numpy_head    # numba's arrays are numpy's
     with pytest.raises(ValueError, match="sigma_v must be a finite number > 0"):
         TrainStep(small_net("numpy"), nn.HierarchicalSoftmax(10), 0.0)

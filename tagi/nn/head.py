@@ -2,6 +2,8 @@
 
 A head computes with the ops of the network's backend (``backend=net.backend``), on that
 backend's arrays; numpy (the default) also serves the numba backend, whose arrays are numpy's.
+The training loops (``tagi.loop``) use ``head.on(net.backend)``, so a head built without one
+serves a network on any backend there.
 """
 import math
 
@@ -72,6 +74,14 @@ class HierarchicalSoftmax:
 
     def __repr__(self):
         return f"HierarchicalSoftmax(num_classes={self.num_classes})"
+
+    def on(self, backend):
+        """This head if it computes on the arrays of ``backend`` (a name or a backend module), else
+        the same head on that backend."""
+        backend = get_backend(backend)
+        if backend.xp is self.backend.xp:
+            return self
+        return HierarchicalSoftmax(self.num_classes, backend=backend)
 
     def _check_labels(self, labels):
         labels = np.asarray(labels)
