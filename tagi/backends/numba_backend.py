@@ -13,8 +13,8 @@ arrays. How it is fast:
 - the forward variance is one GEMM with a doubled inner dimension:
   ``var_z = [var_w | mu_w**2 + var_w] @ [mu_a**2 ; var_a] + var_b``;
 - per chunk, one gather pass writes the window cells, their squares and the
-  input variances' cells, and one scatter pass writes both moments back (a
-  Numba call costs ~10 us, a thread wake-up more); the bias add rides on the
+  input variances' cells, and one scatter pass writes both moments back (each
+  Numba call, and each thread wake-up, has a fixed cost); the bias add rides on the
   copy of the GEMM output into NCHW order; the ReLU writes its three outputs
   in one pass; pooling sums window rows before columns (long vector loops).
 
@@ -35,8 +35,8 @@ order. Inside a part, an op's split runs whole. Results are therefore the
 same at any thread count.
 
 Numba's OpenMP workers spin after every kernel by default, on the
-cores that BLAS's threads need for the next GEMM: on 2 cores a training step
-ran 30 times slower. ``tune_process()`` therefore sets
+cores that BLAS's threads need for the next GEMM, so that on a few cores a
+training step waits on them many times over. ``tune_process()`` therefore sets
 ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already says otherwise (it
 takes effect if Numba has not started its threads yet). Importing this module
 changes nothing; choosing the backend calls ``tune_process()``:
@@ -48,8 +48,9 @@ Memory: a training step allocates and frees arrays of 0.1-4 MiB by the dozen.
 glibc serves each of those with its own ``mmap`` and returns it at ``free``,
 so every step faulted all its pages in afresh, in kernel time.
 ``tune_process()`` therefore asks glibc (``mallopt``) to serve every array
-from the heap and to keep freed heap memory for the next step, unless the environment holds a ``MALLOC_*`` setting of glibc's own; the
-process keeps its peak memory rather than returning it between steps.
+from the heap and to keep freed heap memory for the next step, unless the
+environment holds a ``MALLOC_*`` setting of glibc's own; the process keeps its
+peak memory rather than returning it between steps.
 """
 import ctypes
 import functools
