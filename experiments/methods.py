@@ -23,6 +23,7 @@ class TagiMethod:
         self.cfg = cfg.method
         backend = get_backend(cfg.backend)
         self.head = nn.HierarchicalSoftmax(num_classes, backend=backend)
+        spec = with_prior_gains(spec, self.cfg.gain_w, self.cfg.gain_b)
         self.net = tagi_network(spec, self.head.num_outputs, backend=backend, dtype=cfg.dtype,
                                 seed=cfg.seed, cap_factor=self.cfg.cap_factor)
 
@@ -54,6 +55,17 @@ class TagiMethod:
 
     def load_state(self, arrays, meta):
         self.net.load_state_dict(arrays)
+
+
+def with_prior_gains(spec, gain_w, gain_b):
+    """``spec`` with the prior gains ``gain_w``, ``gain_b`` (docs/math.md §2.1) on every layer that
+    has parameters (a ``tagi.nn.ParametricLayer``), except where its entry sets its own."""
+    def parametric(entry):
+        cls = getattr(nn, str(entry.get("type")), None)
+        return isinstance(cls, type) and issubclass(cls, nn.ParametricLayer)
+    layers = [{"gain_w": gain_w, "gain_b": gain_b, **entry} if parametric(entry) else entry
+              for entry in spec["layers"]]
+    return {**spec, "layers": layers}
 
 
 class BpMethod:
@@ -136,6 +148,14 @@ def initialisation(cfg):
     return cfg.method.init if cfg.method.name == BpMethod.name else TAGI_INIT
 
 
+# method settings added after runs were checkpointed, with the value every such run had: at that
+# value they stay out of the run identity, so those runs still resume
+IDENTITY_LATER = {"gain_w": 1.0, "gain_b": 1.0}
+
+
 def method_settings(cfg):
-    """The method's config as a plain dict (for run identities and summaries)."""
-    return OmegaConf.to_container(cfg.method, resolve=True)
+    """The method's config as a plain dict, for run identities: the ``IDENTITY_LATER`` settings
+    at their values left out."""
+    settings = OmegaConf.to_container(cfg.method, resolve=True)
+    return {key: value for key, value in settings.items()
+            if not (key in IDENTITY_LATER and value == IDENTITY_LATER[key])}

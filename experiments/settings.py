@@ -69,6 +69,8 @@ class Tagi:
     sigma_v_min: float = ranged(low=0, low_open=True, high="sigma_v")
     sigma_v_decay: float = ranged(low=0, low_open=True, high=1)
     cap_factor: Optional[float] = ranged(low=0, low_open=True)
+    gain_w: float = ranged(low=0, low_open=True)
+    gain_b: float = ranged(low=0, low_open=True)
     epochs: int = ranged(low=1)
     batch_size: int = ranged(low=1)
 

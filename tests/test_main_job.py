@@ -10,7 +10,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from experiments.io import atomic_write
-from experiments.train import COLUMNS, run
+from experiments.methods import TagiMethod
+from experiments.train import COLUMNS, model_spec, run, run_identity
+from run_support import SMALL_MODEL
 from tagi.data import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +77,19 @@ def test_command_line(cifar_root, tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(pd.read_csv(out / "metrics.csv").columns) == COLUMNS
+
+
+def test_prior_gains_set_the_prior_variances_and_keep_old_identities():
+    def method(*overrides):
+        cfg = config(*SMALL_MODEL, *overrides)
+        return cfg, TagiMethod(cfg, model_spec(cfg.model), cfg.data.num_classes)
+    cfg, plain = method()
+    _, gained = method("method.gain_w=0.5", "method.gain_b=2")
+    linear_plain, linear_gained = plain.net.layers[-1], gained.net.layers[-1]
+    assert (linear_gained.var_w == 0.25 * linear_plain.var_w).all()
+    assert (linear_gained.var_b == 4 * linear_plain.var_b).all()
+    assert (linear_gained.mu_w == linear_plain.mu_w).all()          # the means are drawn as before
+    # at gain 1 a run's identity is what it was before the gains were settings: its checkpoint resumes
+    assert not {"gain_w", "gain_b"} & set(run_identity(cfg, model_spec(cfg.model))["method"])
+    other = config(*SMALL_MODEL, "method.gain_w=0.5")
+    assert run_identity(other, model_spec(other.model))["method"]["gain_w"] == 0.5
