@@ -133,7 +133,7 @@ def check_backend(name):
                             f"({gpu_missing()}); choose backend=numba, numpy or auto")
 
 
-def run(cfg, out_dir, on_start=None, output_root=None):
+def run(cfg, out_dir, on_start=None, output_root=None, on_epoch=None):
     """Train up to cfg.train.epochs epochs in ``out_dir``, resuming its checkpoint -> metrics DataFrame.
 
     The settings are checked first (``settings.validate``, ``check_backend``), before any
@@ -141,8 +141,10 @@ def run(cfg, out_dir, on_start=None, output_root=None):
     (``lock.refuse_links``). Then the run holds its folder for its whole life (a second
     run there is refused at once) and removes the temporary files of writes that a
     killed run left behind. ``on_start(out_dir)``, if given, is called once the run is
-    accepted (not refused, not finished already), just before it trains. ``output_root``
-    (default: the folder's parent) holds the tracking store (``experiments.tracking``).
+    accepted (not refused, not finished already), just before it trains; ``on_epoch(row)``, if
+    given, with each epoch's metrics row once the epoch is saved, the resumed epochs' first (an
+    exception it raises ends the run there, its epochs kept). ``output_root`` (default: the
+    folder's parent) holds the tracking store (``experiments.tracking``).
     """
     cfg = validate(cfg)
     check_backend(cfg.backend)
@@ -150,7 +152,7 @@ def run(cfg, out_dir, on_start=None, output_root=None):
     with hold_run_folder(out_dir) as out_dir:
         remove_stale_tmp(out_dir)
         with tracking.tracked(cfg, out_dir, output_root or out_dir.parent) as tracker:
-            return _train(cfg, out_dir, tracker, on_start)
+            return _train(cfg, out_dir, tracker, on_start, on_epoch or (lambda row: None))
 
 
 # settings summaries record since a later version: a summary without one ran with this value
@@ -193,7 +195,7 @@ def metric_columns(cfg):
     return COLUMNS + (VAL_COLUMNS if cfg.data.val_size else [])
 
 
-def _train(cfg, out_dir, tracker, on_start):
+def _train(cfg, out_dir, tracker, on_start, on_epoch):
     spec = model_spec(cfg.model)
     identity = run_identity(cfg, spec)
     done = committed_results(cfg, out_dir)
@@ -227,6 +229,8 @@ def _train(cfg, out_dir, tracker, on_start):
         log.info("resumed from %s after epoch %d", ckpt, len(rows))
     if on_start is not None:
         on_start(out_dir)
+    for row in rows:
+        on_epoch(row)
 
     for epoch in range(len(rows) + 1, cfg.train.epochs + 1):
         try:
@@ -251,6 +255,7 @@ def _train(cfg, out_dir, tracker, on_start):
         log.info("epoch %d: test error %.4f, test NLL %.4f, train error %.4f, %.1f s (%.0f images/s)",
                  epoch, rows[-1]["test_error"], rows[-1]["test_nll"], fit["train_error"], seconds,
                  fit["images"] / seconds)
+        on_epoch(rows[-1])
     metrics = pd.DataFrame(rows, columns=columns)
     log.info("results in %s\n%s", out_dir / "metrics.csv", metrics.to_markdown(index=False))
     return metrics

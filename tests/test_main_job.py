@@ -93,3 +93,13 @@ def test_prior_gains_set_the_prior_variances_and_keep_old_identities():
     assert not {"gain_w", "gain_b"} & set(run_identity(cfg, model_spec(cfg.model))["method"])
     other = config(*SMALL_MODEL, "method.gain_w=0.5")
     assert run_identity(other, model_spec(other.model))["method"]["gain_w"] == 0.5
+
+
+def test_on_epoch_gets_every_epoch_the_resumed_ones_first(cifar_root, tmp_path):
+    def settings(epochs):
+        return config(*SMALL_MODEL, f"data.root={cifar_root}", f"train.epochs={epochs}")
+    run(settings(1), tmp_path)
+    seen = []
+    metrics = run(settings(3), tmp_path, on_epoch=seen.append)
+    assert [row["epoch"] for row in seen] == [1, 2, 3]
+    assert pd.DataFrame(seen).equals(metrics)
