@@ -12,6 +12,8 @@ VERSION = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "tagi"
 # NCCL (from the wheel below) and Open MPI (apt-get install libopenmpi3)
 ORACLE = ["pytagi==0.2.1", "nvidia-nccl-cu12"]
 TRACKING = ["mlflow>=2"]
+# the tuning app (experiments/tune.py); scikit-learn for its fANOVA parameter importances
+TUNE = ["optuna>=4", "scikit-learn>=1.0"]
 
 setup(
     name="tagi",
@@ -41,8 +43,9 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=7", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2",
-                "wheel"] + TRACKING,       # wheel: tests/test_kernels_package.py builds one
+                "wheel"] + TRACKING + TUNE,   # wheel: tests/test_kernels_package.py builds one
         "tracking": TRACKING,              # tracking=mlflow (experiments/tracking.py)
+        "tune": TUNE,                      # python -m experiments.tune (docs/tuning.md)
         # hydra/launcher=ray; the plugin's metadata caps cloudpickle below 3 (it runs with 3.1 too),
         # so pip installs cloudpickle 2.x beside it: not part of dev for that reason
         "ray": ["hydra-ray-launcher>=1.2.2", "ray[default]>=2"],
