@@ -246,6 +246,10 @@ def open_study(cfg, plan, study_dir, create):
                  else optuna.load_study(**options))
     except KeyError:
         raise SettingsError(f"setting study_name: {path} holds no study {cfg.study_name!r}") from None
+    if "seed" in cfg.sampler and study.trials:
+        # a continued study's sampler is seeded on from the trials it holds: seeded as at the
+        # start, it would draw the first trials' settings again
+        study.sampler = instantiate(cfg.sampler, seed=cfg.sampler.seed + len(study.trials))
     ours, recorded = plan.settings(), study.user_attrs.get("settings")
     if recorded is None:
         study.set_user_attr("settings", ours)

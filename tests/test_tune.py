@@ -121,6 +121,8 @@ def test_an_interrupted_study_continues_without_running_a_finished_trial_again(
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
                                          TrialState.COMPLETE]
     assert trials[2].params == trials[1].params and trials[2].user_attrs["retry_of"] == 1
+    # the continued study draws new settings, not those of its first trials again
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
     assert trials[1].user_attrs["run_folder"] == trials[2].user_attrs["run_folder"] == "trials/001"
     assert trials[2].intermediate_values.keys() == {1, 2}
     assert len(pd.read_csv(study_dir / "trials" / "001" / "metrics.csv")) == 2
