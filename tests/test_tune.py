@@ -31,12 +31,12 @@ def data_root(tmp_path):
     return tmp_path / "cifar"
 
 
-def tiny(data_root, *extra, n_trials=3, epochs=1):
+def tiny(data_root, *extra, n_trials=3, epochs=1, published=50):
     """Tuning-app overrides for a study of ``n_trials`` TAGI trials of ``epochs`` epochs (a share of
-    the published 50) of the small model, 100 of the 300 training images held out."""
-    main = [*SMALL_MODEL, f"data.root={data_root}"]
+    ``published`` epochs) of the small model, 100 of the 300 training images held out."""
+    main = [*SMALL_MODEL, f"data.root={data_root}", f"method.epochs={published}"]
     return [f"overrides={json.dumps(main)}", "val_size=100", f"n_trials={n_trials}",
-            f"share={epochs / 50}", *extra]
+            f"share={epochs / published}", *extra]
 
 
 def act(study_dir, *overrides):
@@ -55,8 +55,8 @@ def app(*args):
 
 
 def test_a_tiny_study_runs_end_to_end_and_its_best_setting_launches(data_root, tmp_path):
-    study_dir = tmp_path / "study"
-    result = app("method=tagi", *tiny(data_root), f"hydra.run.dir={study_dir}")
+    study_dir, overrides = tmp_path / "study", tiny(data_root, published=10)
+    result = app("method=tagi", *overrides, f"hydra.run.dir={study_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(study_dir).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
@@ -79,14 +79,14 @@ def test_a_tiny_study_runs_end_to_end_and_its_best_setting_launches(data_root, t
     assert "| sigma_v | `method.sigma_v` | log-uniform | 0.5 to 3 |" in \
         (study_dir / "space_tagi.md").read_text()
 
-    # the best setting on every training image, for the published 50 epochs, one seed
+    # the best setting on every training image, for the (here 10) published epochs, one seed
     final = tmp_path / "final"
-    result = app("method=tagi", *tiny(data_root), f"hydra.run.dir={study_dir}", "action=launch",
+    result = app("method=tagi", *overrides, f"hydra.run.dir={study_dir}", "action=launch",
                  f"final.dir={final}", "final.seeds=[0]")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((final / "tagi_seed0" / "summary.json").read_text())
     best = table.loc[table.objective.idxmin()]
-    assert summary["status"] == "finished" and summary["epochs"] == 50 and "val_size" not in summary
+    assert summary["status"] == "finished" and summary["epochs"] == 10 and "val_size" not in summary
     assert all(summary["config"]["method"][name] == best[name] for name in space)
     assert (final / "table.md").exists()
 
