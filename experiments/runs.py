@@ -17,6 +17,7 @@ import pandas as pd
 from tagi.metrics import reliability_sums
 
 from .checkpoint import flatten
+from .methods import IDENTITY_LATER
 from .tracking import ARTIFACTS
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,14 @@ def run_key(summary):
     key = {name: summary.get(name) for name in KEY if "." not in name}
     key["model.layers"] = json.dumps((config.get("model") or {}).get("layers"))
     key.update({name: value for name, value in flatten(config.get("method", {}), "method").items()
-                if name not in _PROTOCOL})
+                if name not in _PROTOCOL and not _later_at_default(name, value)})
     return key
+
+
+def _later_at_default(name, value):
+    """Whether ``name`` ("method.x") is a setting added after runs were recorded, at the value those
+    runs had (``methods.IDENTITY_LATER``): such runs and the later ones with it are pooled."""
+    return IDENTITY_LATER.get(name.removeprefix("method."), object()) == value
 
 
 def status(summary):

@@ -231,3 +231,15 @@ def test_the_table_command_line_imports_no_hydra():
     code = "import sys, experiments.table, experiments.zoo; print('hydra' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_runs_before_the_prior_gains_were_settings_pool_with_later_runs_at_gain_one():
+    """A TAGI run recorded before method.gain_w/gain_b existed had gain 1: it shares its key with
+    a later run at gain 1, never with one at another gain."""
+    from experiments.runs import run_key
+    method = {"name": "tagi", "sigma_v": 1.0, "batch_size": 16}
+    before = {"method": "tagi", "config": {"method": method}}
+    at_one = {"method": "tagi", "config": {"method": {**method, "gain_w": 1.0, "gain_b": 1.0}}}
+    at_half = {"method": "tagi", "config": {"method": {**method, "gain_w": 0.5, "gain_b": 1.0}}}
+    assert run_key(before) == run_key(at_one)
+    assert run_key(before) != run_key(at_half)
