@@ -134,7 +134,7 @@ def _label(row):
     return f"{row['method'].upper()} ({row['model']}{settings})"
 
 
-def _save(fig, path):
+def save_figure(fig, path):
     """Write ``fig`` as a PNG to ``path`` atomically, then close it."""
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
@@ -163,7 +163,7 @@ def plot_curves(table, curves, path):
         if len(table):
             ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_reliability(table, path):
@@ -184,7 +184,7 @@ def plot_reliability(table, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def fill_page(text, blocks, name=PAGE):

@@ -26,7 +26,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from .aggregate import in_method_order, results_table
-from .report import decimal, percent, points
+from .report import decimal, percent, points, save_figure
 from .runs import gather
 
 matplotlib.use("Agg")
@@ -133,8 +133,7 @@ def plot_accuracy_vs_width(zoo, figures, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_seconds_vs_width(runs, path):
@@ -152,8 +151,7 @@ def plot_seconds_vs_width(runs, path):
            title="PyTorch tutorial width sweep: cost per epoch")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def report_zoo(paths, out, sources=SOURCES):

@@ -34,12 +34,11 @@ def build_chain(layers, input_shape, backend, dtype, seed):
 def check_input_batch(x, input_shape):
     """Raise, naming what is wrong, unless ``x`` is an array (host or backend) of at least one
     sample shaped (B, *input_shape)."""
+    expected = f"(batch, {', '.join(map(str, input_shape))})"
     if not hasattr(x, "ndim") or not hasattr(x, "shape"):
-        raise TypeError(f"input batch must be an array shaped (batch, {', '.join(map(str, input_shape))}),"
-                        f" got {type(x).__name__}")
+        raise TypeError(f"input batch must be an array shaped {expected}, got {type(x).__name__}")
     if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
-        raise ValueError(f"input batch has shape {tuple(x.shape)}, expected "
-                         f"(batch, {', '.join(map(str, input_shape))})")
+        raise ValueError(f"input batch has shape {tuple(x.shape)}, expected {expected}")
     if x.shape[0] == 0:
         raise ValueError("input batch holds no samples (batch size 0)")
 
@@ -55,9 +54,10 @@ def check_state_dict(expected, state):
         if tuple(np.shape(state[key])) != tuple(shape):
             raise ValueError(f"state_dict[{key!r}] has shape {tuple(np.shape(state[key]))}, "
                              f"this network expects {tuple(shape)}")
-    bad = nonfinite_keys({key: np.asarray(state[key]) for key in expected})
+    arrays = {key: np.asarray(state[key]) for key in expected}
+    bad = nonfinite_keys(arrays)
     if bad:
         raise ValueError(f"state_dict holds NaN or infinite values in {', '.join(bad)}")
-    negative = negative_variance_keys({key: np.asarray(state[key]) for key in expected})
+    negative = negative_variance_keys(arrays)
     if negative:
         raise ValueError(f"state_dict holds negative variances in {', '.join(negative)}")

@@ -104,13 +104,13 @@ def test_width_plots_draw_what_the_runs_hold(zoo_runs, tmp_path, monkeypatch):
     """The accuracy plot draws each method's accuracy per width and the source's eight figures;
     the cost plot each method's training seconds per epoch per width."""
     drawn = {}
-    real_savefig = zoo.plt.Figure.savefig
+    real_save = zoo.save_figure
 
-    def savefig(fig, path, **kwargs):
+    def save_figure(fig, path):
         drawn[path.name] = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
                             for line in fig.axes[0].get_lines()}
-        return real_savefig(fig, path, **kwargs)
-    monkeypatch.setattr(zoo.plt.Figure, "savefig", savefig)
+        return real_save(fig, path)
+    monkeypatch.setattr(zoo, "save_figure", save_figure)
     report_zoo([zoo_runs], tmp_path / "page")
     accuracy = drawn["accuracy_vs_width.png"]
     assert accuracy["BP (this code)"][0] == [30, 90]

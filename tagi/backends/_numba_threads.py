@@ -123,7 +123,8 @@ def run(ranges, task):
     """
     results = [None] * len(ranges)
     workers = max(min(numba.get_num_threads(), len(ranges)), 1)
-    shares = [list(enumerate(ranges))[i::workers] for i in range(workers)]
+    numbered = list(enumerate(ranges))
+    shares = [numbered[i::workers] for i in range(workers)]
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
